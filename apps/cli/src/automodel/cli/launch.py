@@ -1,0 +1,115 @@
+"""The local launcher: run a recipe in this process, or under torch.distributed.run."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from automodel.cli.errors import CliError
+from automodel.cli.routes import Route, load_main
+
+LAUNCHER_SECTIONS = ("slurm", "k8s")
+ERROR_DIR_ENV = "AUTOMODEL_ERROR_DIR"
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """Launcher flags from the command line (torchrun's names, dashes as in torchrun)."""
+
+    nproc_per_node: int = 1
+    nnodes: str | None = None
+    node_rank: int | None = None
+    master_addr: str | None = None
+    master_port: int | None = None
+    dry_run: bool = False
+
+    def multi_process(self) -> bool:
+        """True when the flags ask for more than one process or for another node."""
+        return self.nproc_per_node > 1 or self.nnodes not in (None, "1") or self.node_rank not in (None, 0)
+
+
+def inside_torchrun() -> bool:
+    """True when this process is already a worker started by torchrun (or another launcher setting RANK)."""
+    env = os.environ
+    return "TORCHELASTIC_RUN_ID" in env or {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= env.keys()
+
+
+def check_options(options: LaunchOptions) -> None:
+    """Raise CliError for launcher flags that cannot work."""
+    if options.nproc_per_node < 1:
+        raise CliError(f"--nproc-per-node must be at least 1, got {options.nproc_per_node}")
+    if options.master_port is not None and not 0 < options.master_port < 65536:
+        raise CliError(f"--master-port must be between 1 and 65535, got {options.master_port}")
+    if options.node_rank is not None and options.node_rank < 0:
+        raise CliError(f"--node-rank must be 0 or more, got {options.node_rank}")
+
+
+def check_launcher_sections(config: object) -> None:
+    """Raise CliError for launcher sections this version cannot run yet."""
+    for section in LAUNCHER_SECTIONS:
+        if section in config:  # type: ignore[operator]
+            raise CliError(
+                f"the `{section}:` launcher section is not supported by this automodel-cli yet (issue #7); "
+                f"remove it to run locally, e.g. with --~{section}"
+            )
+
+
+def worker_command(route: Route, config_path: str, overrides: list[str]) -> list[str]:
+    """Return the command that runs ``route`` on ``config_path`` with ``overrides`` in one process."""
+    return [sys.executable, "-m", "automodel.cli.worker", route.name, "-c", config_path, *overrides]
+
+
+def torchrun_command(options: LaunchOptions, route: Route, config_path: str, overrides: list[str]) -> list[str]:
+    """Return the torch.distributed.run command for the launcher flags (through automodel.cli.torchrun)."""
+    args = [sys.executable, "-m", "automodel.cli.torchrun", f"--nproc-per-node={options.nproc_per_node}"]
+    single_node = options.nnodes in (None, "1") and options.master_addr is None
+    if single_node and options.master_port is None:
+        args.append("--standalone")
+    if options.nnodes is not None:
+        args.append(f"--nnodes={options.nnodes}")
+    if options.node_rank is not None:
+        args.append(f"--node-rank={options.node_rank}")
+    if options.master_addr is not None:
+        args.append(f"--master-addr={options.master_addr}")
+    if options.master_port is not None:
+        args.append(f"--master-port={options.master_port}")
+    return [*args, *worker_command(route, config_path, overrides)[1:]]
+
+
+def shell_join(command: list[str]) -> str:
+    """Return ``command`` as one shell-quoted line."""
+    return shlex.join(command)
+
+
+def run_in_process(route: Route, config: object) -> int:
+    """Import the route's ``main`` and call it with ``config``; return its exit status."""
+    main = load_main(route)
+    result = main(config)
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def first_worker_error(error_dir: Path) -> str | None:
+    """Return the message of the lowest-ranked worker that reported a user error, if any."""
+    files = sorted(error_dir.glob("rank*.txt"), key=lambda p: int(p.stem[4:] or 0))
+    return files[0].read_text(encoding="utf-8").strip() if files else None
+
+
+def run_torchrun(command: list[str], nproc_per_node: int) -> tuple[int, str | None]:
+    """Run a torchrun command; return (exit status, first worker user-error message or None).
+
+    Unless OMP_NUM_THREADS is set, each worker gets an equal share of this machine's cores
+    (torchrun alone would give each one thread).
+    """
+    with tempfile.TemporaryDirectory(prefix="automodel-errors-") as error_dir:
+        env = {**os.environ, ERROR_DIR_ENV: error_dir}
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc_per_node)))
+        try:
+            code = subprocess.run(command, env=env, check=False).returncode
+        except KeyboardInterrupt:
+            return 130, None
+        return code, first_worker_error(Path(error_dir)) if code else None

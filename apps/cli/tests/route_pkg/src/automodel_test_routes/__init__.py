@@ -1,0 +1,1 @@
+"""A toy recipe package used only by automodel-cli's tests."""

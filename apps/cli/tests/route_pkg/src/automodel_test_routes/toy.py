@@ -1,0 +1,35 @@
+"""A toy recipe: writes what it was given to ``output.dir/rank<R>.json``; can fail on request."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class ToyError(ValueError):
+    """A user mistake the toy recipe reports (follows the ``user_error`` protocol)."""
+
+    user_error = True
+
+
+def main(cfg) -> int:
+    """Run the toy recipe on ``cfg``; return ``cfg.exit_code`` (default 0)."""
+    behaviour = cfg.get("behaviour", "ok")
+    if behaviour == "user_error":
+        raise ToyError("toy: `behaviour` asked for a user error")
+    if behaviour == "crash":
+        raise RuntimeError("toy recipe crashed on purpose")
+    built = cfg.model.instantiate() if "model" in cfg else None
+    out = Path(cfg.output.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rank = os.environ.get("RANK", "0")
+    record = {
+        "rank": int(rank),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "config": cfg.to_container(),
+        "built": repr(built),
+        "pid": os.getpid(),
+    }
+    (out / f"rank{rank}.json").write_text(json.dumps(record), encoding="utf-8")
+    return int(cfg.get("exit_code", 0))

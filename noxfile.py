@@ -1,0 +1,89 @@
+"""The CI matrix: lint, one test session per package (each in a venv holding that package alone), e2e, build.
+
+Packages are discovered from packages/* and apps/* (tools/workspace.py), so adding a
+package adds its test session and its import contracts with no edit here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).parent / "tools"))
+import workspace  # noqa: E402
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "tests", "e2e", "build"]
+
+ROOT = Path(__file__).parent
+PACKAGES = workspace.discover(ROOT)
+TEST_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+
+
+def _sync(session: nox.Session, *args: str) -> None:
+    """Make the session venv hold exactly what ``uv sync --locked ARGS`` selects (from uv's cache).
+
+    Workspace packages are installed as built wheels (not editable, so packaging mistakes
+    show) and rebuilt every time, since their version does not change with their source.
+    """
+    rebuild = [arg for p in PACKAGES for arg in ("--reinstall-package", p.name)]
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--no-editable",
+        *rebuild,
+        *args,
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        silent=True,
+    )
+
+
+@nox.session
+@nox.parametrize("package", [p.name for p in PACKAGES], ids=[p.name for p in PACKAGES])
+def tests(session: nox.Session, package: str) -> None:
+    """Run one package's tests in a venv with only that package, its dependencies and its `test` group."""
+    member = next(p for p in PACKAGES if p.name == package)
+    _sync(session, "--package", package, "--no-default-groups", "--group", "test")
+    session.run("pytest", str(member.path / "tests"), *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check, ruff format --check, and the import contracts of DESIGN.md section 2."""
+    _sync(session, "--only-group", "dev")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp, "importlinter.ini")
+        config.write_text(workspace.contracts_ini(PACKAGES), encoding="utf-8")
+        pythonpath = os.pathsep.join(workspace.source_dirs(PACKAGES))
+        session.run("lint-imports", "--config", str(config), env={"PYTHONPATH": pythonpath})
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Cross-package tests in tests/: every package installed, driven through the `automodel` command."""
+    _sync(session, "--all-packages")
+    session.run("pytest", str(ROOT / "tests"), *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build every package's wheel, install each alone (with the workspace wheels it needs) and import it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dist = Path(tmp, "dist")
+        session.run("uv", "build", "--all-packages", "--wheel", "--out-dir", str(dist), silent=True, external=True)
+        wheels = {p.name: next(dist.glob(p.name.replace("-", "_") + "-*.whl")) for p in PACKAGES}
+        for member in PACKAGES:
+            venv = Path(tmp, f"venv-{member.name}")
+            session.run("uv", "venv", "--quiet", str(venv), external=True)
+            needed = [str(wheels[p.name]) for p in workspace.workspace_dependencies(member, PACKAGES)]
+            session.run("uv", "pip", "install", "--quiet", "--python", str(venv), *needed, external=True)
+            session.run(str(venv / "bin" / "python"), "-c", f"import {member.module}", external=True)
+            session.log(f"{member.name}: wheel installs alone and `import {member.module}` works")

@@ -1,0 +1,45 @@
+"""automodel.config: YAML configs with ``_target_`` calls, overrides, references and redaction.
+
+Importing this package imports pyyaml only (no torch).
+"""
+
+from automodel.config.errors import ConfigError, ConfigIndexError, ConfigKeyError
+from automodel.config.instantiate import instantiate
+from automodel.config.loading import load_config, load_config_from_argv, split_config_args
+from automodel.config.node import ConfigList, ConfigNode, config_error, config_from_dict, location_of, yaml_path
+from automodel.config.overrides import Override, apply_overrides, parse_overrides
+from automodel.config.redact import REDACTED, is_secret_key, redact_secrets
+from automodel.config.targets import DEFAULT_ALLOWED_PREFIXES, import_target
+from automodel.config.validate import ConfigErrors, find_problems, validate
+from automodel.config.yaml_io import dump_yaml, parse_yaml_text
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_ALLOWED_PREFIXES",
+    "REDACTED",
+    "ConfigError",
+    "ConfigErrors",
+    "ConfigIndexError",
+    "ConfigKeyError",
+    "ConfigList",
+    "ConfigNode",
+    "Override",
+    "apply_overrides",
+    "config_error",
+    "config_from_dict",
+    "location_of",
+    "yaml_path",
+    "dump_yaml",
+    "find_problems",
+    "import_target",
+    "instantiate",
+    "is_secret_key",
+    "load_config",
+    "load_config_from_argv",
+    "parse_overrides",
+    "parse_yaml_text",
+    "redact_secrets",
+    "split_config_args",
+    "validate",
+]

@@ -1,0 +1,69 @@
+"""Hiding secrets (tokens, keys, passwords) wherever a config is printed or saved."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from automodel.config.interpolation import referenced_env_names, referenced_keys
+
+REDACTED = "<redacted>"
+_SECRET_WORDS = {"token", "key", "password", "passwd", "secret", "secrets", "apikey", "credential", "credentials"}
+_PLAIN_TOKEN_WORDS = {
+    "pad", "eos", "bos", "unk", "sep", "cls", "mask", "image", "video", "audio", "boi", "eoi", "start", "end",
+    "special", "additional", "max", "num", "new", "vision", "placeholder", "prompt", "split",
+}  # fmt: skip
+
+
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+
+
+def is_secret_key(name: Any) -> bool:
+    """True when a key name looks like it holds a secret (hf_token, api_key, wandbApiKey, password).
+
+    Words are split on ``_``, ``-``, ``.`` and camelCase; the last word decides, so
+    ``num_key_value_heads``, ``token_type_ids``, ``pad_token`` and ``max_tokens`` are not secrets.
+    """
+    if not isinstance(name, str):
+        return False
+    words = _words(name)
+    if not words or words[-1] not in _SECRET_WORDS:
+        return False
+    return not (words[-1] == "token" and len(words) > 1 and words[-2] in _PLAIN_TOKEN_WORDS)
+
+
+def redact_secrets(data: Any, raw: Any = None) -> Any:
+    """Return a copy of ``data`` with secret values replaced by ``<redacted>``.
+
+    A value is secret when its key looks secret (``is_secret_key``) and it is a non-empty
+    string or number, or when its unresolved form in ``raw`` reads a secret-looking
+    environment variable (``${env:HF_TOKEN}``) or key (``${auth.hf_token}``). Every such
+    value inside a section or list under a secret-looking key (``secrets: {wandb: ...}``)
+    is secret too.
+    """
+    if isinstance(data, dict):
+        raw_map = raw if isinstance(raw, dict) else {}
+        result = {}
+        for key, value in data.items():
+            raw_value = raw_map.get(key)
+            names = [*referenced_env_names(raw_value), *referenced_keys(raw_value)]
+            if is_secret_key(key) or any(is_secret_key(n) for n in names):
+                result[key] = _redact_all(value)
+            else:
+                result[key] = redact_secrets(value, raw_value)
+        return result
+    if isinstance(data, list):
+        raw_list = raw if isinstance(raw, list) and len(raw) == len(data) else [None] * len(data)
+        return [redact_secrets(v, r) for v, r in zip(data, raw_list)]
+    return data
+
+
+def _redact_all(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_all(v) for v in value]
+    scalar = isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != ""
+    return REDACTED if scalar else value
