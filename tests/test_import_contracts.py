@@ -66,7 +66,11 @@ def test_a_tree_that_follows_the_rules_keeps_every_contract(tree):
         ("automodel/recipes/two", "import automodel.recipes.one\n", "Recipe packages do not import each other BROKEN"),
         ("automodel/alpha", "import automodel.recipes.one\n", "Components import no recipe and no app BROKEN"),
         ("automodel/recipes/one", "import automodel.cli\n", "Nothing imports an app BROKEN"),
-        ("automodel/cli", "import automodel.alpha\n", "Apps import only automodel.config (recipes via entry points) BROKEN"),
+        (
+            "automodel/cli",
+            "import automodel.alpha\n",
+            "Apps import only automodel.config (recipes via entry points) BROKEN",
+        ),
     ],
 )
 def test_breaking_a_rule_breaks_its_contract(tree, module, body, broken):

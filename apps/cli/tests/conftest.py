@@ -11,7 +11,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cli_helpers import AUTOMODEL, clean_env  # noqa: E402
+from cli_helpers import AUTOMODEL, clean_env
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ from cli_helpers import assert_one_paragraph_error, clean_env
 def test_validate_accepts_a_config_whose_targets_and_keywords_exist(write_config, automodel):
     cfg = write_config({"target_allowlist": ["collections"], "counter": {"_target_": "collections.Counter"},
                         "model": {"_target_": "automodel_test_routes.toy.ToyError"}})  # fmt: skip
-    result = automodel("config", "validate", "-c", cfg, env=clean_env(AUTOMODEL_TARGET_ALLOWLIST="automodel_test_routes"))
+    result = automodel(
+        "config", "validate", "-c", cfg, env=clean_env(AUTOMODEL_TARGET_ALLOWLIST="automodel_test_routes")
+    )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
 

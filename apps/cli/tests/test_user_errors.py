@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from cli_helpers import assert_one_paragraph_error
 
 
 @pytest.fixture
 def good(write_config, tmp_path):
-    return write_config({"output": {"dir": str(tmp_path / "out")}, "model": {"_target_": "automodel.cli.launch.LaunchOptions"}})
+    return write_config(
+        {"output": {"dir": str(tmp_path / "out")}, "model": {"_target_": "automodel.cli.launch.LaunchOptions"}}
+    )
 
 
 def test_missing_config_file(automodel, tmp_path):
@@ -49,7 +50,9 @@ def test_disallowed_target_is_refused_with_how_to_allow(automodel, write_config,
 
 def test_misspelled_target_suggests_the_closest_name(automodel, write_config, tmp_path):
     cfg = write_config({"output": {"dir": str(tmp_path)}, "model": {"_target_": "automodel.cli.launch.LaunchOptionz"}})
-    assert_one_paragraph_error(automodel("finetune", "toy", "-c", cfg), "did you mean `automodel.cli.launch.LaunchOptions`?")
+    assert_one_paragraph_error(
+        automodel("finetune", "toy", "-c", cfg), "did you mean `automodel.cli.launch.LaunchOptions`?"
+    )
 
 
 def test_unknown_keyword_names_the_yaml_path(automodel, write_config, tmp_path):
@@ -78,7 +81,9 @@ def test_unknown_section_without_plus_suggests_plus(automodel, good):
 
 
 def test_misspelled_section_suggests_the_closest(automodel, good):
-    assert_one_paragraph_error(automodel("finetune", "toy", "-c", good, "--ouptut.dir", "x"), "did you mean `output`", "--+ouptut.dir")
+    assert_one_paragraph_error(
+        automodel("finetune", "toy", "-c", good, "--ouptut.dir", "x"), "did you mean `output`", "--+ouptut.dir"
+    )
 
 
 def test_missing_environment_variable_without_default(automodel, write_config, tmp_path):
@@ -111,7 +116,9 @@ def test_launcher_section_not_supported_yet(automodel, write_config):
 
 
 def test_route_whose_module_is_missing(automodel, good):
-    assert_one_paragraph_error(automodel("finetune", "broken", "-c", good), "cannot be imported", "automodel-test-routes")
+    assert_one_paragraph_error(
+        automodel("finetune", "broken", "-c", good), "cannot be imported", "automodel-test-routes"
+    )
 
 
 def test_a_recipe_user_error_is_one_paragraph(automodel, write_config, tmp_path):

@@ -52,7 +52,9 @@ class RouteGroup(TyperGroup):
         routes = installed_routes()
         if routes:
             with formatter.section("Installed routes (automodel COMMAND DOMAIN -c cfg.yaml)"):
-                formatter.write_dl([(f"{r.command} {r.domain}", f"{r.value} ({r.package} {r.version})") for r in routes])
+                formatter.write_dl(
+                    [(f"{r.command} {r.domain}", f"{r.value} ({r.package} {r.version})") for r in routes]
+                )
 
 
 app = typer.Typer(
@@ -122,7 +124,9 @@ def _launch(route: Route, config_path: Path, overrides: list[str], options: Laun
     check_launcher_sections(cfg)
     path = str(config_path.resolve())
     distributed = options.multi_process() and not inside_torchrun()
-    command = torchrun_command(options, route, path, overrides) if distributed else worker_command(route, path, overrides)
+    command = (
+        torchrun_command(options, route, path, overrides) if distributed else worker_command(route, path, overrides)
+    )
     if options.dry_run:
         typer.echo("# resolved config (secrets redacted)")
         typer.echo(cfg.to_yaml(resolve=True, redact=True), nl=False)
@@ -155,7 +159,9 @@ _route_app = typer.Typer(add_completion=False)
 @_route_app.command(context_settings=PASS_OVERRIDES)
 def run_route(
     ctx: typer.Context,
-    domain: str | None = typer.Argument(None, help="What to train: llm, vlm, diffusion, retrieval, ...", show_default=False),
+    domain: str | None = typer.Argument(
+        None, help="What to train: llm, vlm, diffusion, retrieval, ...", show_default=False
+    ),
     config: Path | None = ConfigOption,
     nproc_per_node: int = NprocOption,
     nnodes: str | None = NnodesOption,

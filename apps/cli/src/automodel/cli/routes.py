@@ -90,4 +90,6 @@ def load_main(route: Route) -> Callable:
             f"cannot be imported: no module named `{exc.name}`; install it or reinstall {route.package}"
         ) from None
     except AttributeError as exc:
-        raise CliError(f"the recipe `{route.command} {route.domain}` points at `{route.value}`, which fails: {exc}") from None
+        raise CliError(
+            f"the recipe `{route.command} {route.domain}` points at `{route.value}`, which fails: {exc}"
+        ) from None

@@ -13,6 +13,7 @@ from automodel.config.targets import ALLOWLIST_KEY, allowed_prefixes, import_tar
 TARGET_KEY = "_target_"
 PARTIAL_KEY = "_partial_"
 SPECIAL_KEYS = frozenset({TARGET_KEY, PARTIAL_KEY})
+ROOT_ONLY_KEYS = frozenset({ALLOWLIST_KEY, "recipe"})  # settings of the config itself, never keyword arguments
 
 
 def config_prefixes(node: ConfigNode | ConfigList) -> tuple[str, ...]:
@@ -48,7 +49,10 @@ def _call(node: ConfigNode, prefixes: tuple[str, ...], runtime_kwargs: Mapping) 
     except ConfigError as exc:
         raise _located(exc, node, TARGET_KEY) from None
     partial = node.get(PARTIAL_KEY, False)
-    kwargs = {k: _build(node[k], prefixes) for k in node if k not in SPECIAL_KEYS and k not in runtime_kwargs}
+    if not isinstance(partial, bool):
+        raise _located(ConfigError(f"`{PARTIAL_KEY}` must be true or false, got {partial!r}"), node, PARTIAL_KEY)
+    skip = SPECIAL_KEYS | (ROOT_ONLY_KEYS if not node._path else frozenset())
+    kwargs = {k: _build(node[k], prefixes) for k in node if k not in skip and k not in runtime_kwargs}
     kwargs.update(runtime_kwargs)
     problem = keyword_problem(target, [k for k in kwargs if k not in runtime_kwargs])
     if problem:

@@ -34,7 +34,7 @@ def split_path(text: str) -> tuple:
 
 
 class _View:
-    __slots__ = ("_root", "_path")
+    __slots__ = ("_path", "_root")
 
     def __init__(self, root: _Root, path: tuple) -> None:
         object.__setattr__(self, "_root", root)
@@ -117,7 +117,9 @@ class ConfigNode(_View, Mapping):
     def __delitem__(self, key: Any) -> None:
         data = self._raw()
         if key not in data:
-            raise self._error("no such key in the config", key, did_you_mean(str(key), list(map(str, data))), ConfigKeyError)
+            raise self._error(
+                "no such key in the config", key, did_you_mean(str(key), list(map(str, data))), ConfigKeyError
+            )
         del data[key]
 
     def __iter__(self) -> Iterator:

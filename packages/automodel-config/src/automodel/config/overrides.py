@@ -34,7 +34,7 @@ class Override:
 
 def _parse_key(raw: str, text: str) -> tuple[str, tuple]:
     op = "set"
-    if raw[:1] in "+~":
+    if raw.startswith(("+", "~")):
         op = "add" if raw[0] == "+" else "delete"
         raw = raw[1:]
     if not _KEY.match(raw):

@@ -13,6 +13,10 @@ _PLAIN_TOKEN_WORDS = {
     "pad", "eos", "bos", "unk", "sep", "cls", "mask", "image", "video", "audio", "boi", "eoi", "start", "end",
     "special", "additional", "max", "num", "new", "vision", "placeholder", "prompt", "split",
 }  # fmt: skip
+_KEY_OWNERS = {
+    "api", "access", "secret", "private", "auth", "encryption", "signing", "ssh", "license", "client", "service",
+    "account", "hf", "hub", "wandb", "openai", "aws", "s3", "gcs", "azure", "storage", "user", "master",
+}  # fmt: skip
 
 
 def _words(name: str) -> list[str]:
@@ -25,12 +29,16 @@ def is_secret_key(name: Any) -> bool:
 
     Words are split on ``_``, ``-``, ``.`` and camelCase; the last word decides, so
     ``num_key_value_heads``, ``token_type_ids``, ``pad_token`` and ``max_tokens`` are not secrets.
+    A name ending in ``key`` is a secret alone (``key``) or after an owner word (``api_key``,
+    ``wandb_key``), not after others (``text_key``, ``label_key`` name columns).
     """
     if not isinstance(name, str):
         return False
     words = _words(name)
     if not words or words[-1] not in _SECRET_WORDS:
         return False
+    if words[-1] == "key" and len(words) > 1:
+        return words[-2] in _KEY_OWNERS
     return not (words[-1] == "token" and len(words) > 1 and words[-2] in _PLAIN_TOKEN_WORDS)
 
 
@@ -56,7 +64,7 @@ def redact_secrets(data: Any, raw: Any = None) -> Any:
         return result
     if isinstance(data, list):
         raw_list = raw if isinstance(raw, list) and len(raw) == len(data) else [None] * len(data)
-        return [redact_secrets(v, r) for v, r in zip(data, raw_list)]
+        return [redact_secrets(v, r) for v, r in zip(data, raw_list, strict=True)]
     return data
 
 

@@ -6,8 +6,8 @@ import importlib
 import inspect
 import os
 import re
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from automodel.config.errors import ConfigError, closest
 

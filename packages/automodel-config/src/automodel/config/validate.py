@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from automodel.config.errors import ConfigError
-from automodel.config.instantiate import PARTIAL_KEY, SPECIAL_KEYS, TARGET_KEY, config_prefixes
+from automodel.config.instantiate import PARTIAL_KEY, ROOT_ONLY_KEYS, SPECIAL_KEYS, TARGET_KEY, config_prefixes
 from automodel.config.node import ConfigList, ConfigNode
 from automodel.config.targets import import_target, keyword_problem
 
@@ -39,7 +39,8 @@ def _check_section(node: ConfigNode, prefixes: tuple[str, ...], found: list[Conf
     partial = node._raw().get(PARTIAL_KEY, False)
     if not isinstance(partial, bool):
         found.append(_at(node, PARTIAL_KEY, ConfigError("`_partial_` must be true or false")))
-    keywords = [k for k in node._raw() if k not in SPECIAL_KEYS]
+    skip = SPECIAL_KEYS | (ROOT_ONLY_KEYS if not node._path else frozenset())
+    keywords = [k for k in node._raw() if k not in skip]
     remaining = list(keywords)
     while remaining:
         problem = keyword_problem(target, remaining)
@@ -53,9 +54,10 @@ def _check_section(node: ConfigNode, prefixes: tuple[str, ...], found: list[Conf
 
 def _walk(value: Any, prefixes: tuple[str, ...], found: list[ConfigError]) -> None:
     if isinstance(value, ConfigNode):
-        if TARGET_KEY in value._raw():
-            _check_section(value, prefixes, found)
         keys = list(value)
+        if TARGET_KEY in keys:
+            _check_section(value, prefixes, found)
+            keys.remove(TARGET_KEY)  # already read (and any problem reported) by _check_section
     elif isinstance(value, ConfigList):
         keys = list(range(len(value)))
     else:

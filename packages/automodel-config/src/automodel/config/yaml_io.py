@@ -58,6 +58,7 @@ class _Dumper(yaml.SafeDumper):
 
 _Dumper.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeDumper.yaml_implicit_resolvers.items()}
 _Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+_Dumper.add_representer(tuple, yaml.SafeDumper.represent_list)
 
 
 def _mark_error(exc: yaml.YAMLError, file: str) -> ConfigError:

@@ -1,0 +1,46 @@
+"""Small callables that `_target_` tests build (torch is not installed in this package's tests).
+
+Allowed in tests with ``target_allowlist: [config_test_targets]`` or
+AUTOMODEL_TARGET_ALLOWLIST=config_test_targets.
+"""
+
+from __future__ import annotations
+
+import os  # re-exported on purpose: `config_test_targets.os.system` must still be refused
+
+__all__ = ["NOT_CALLABLE", "Adam", "build_model", "collect", "explode", "os", "positional_only"]
+
+NOT_CALLABLE = 3
+
+
+class Adam:
+    """Stands in for torch.optim.Adam: records its arguments."""
+
+    def __init__(self, params: object = None, lr: float = 1e-3, betas: tuple = (0.9, 0.999)) -> None:
+        self.params = params
+        self.lr = lr
+        self.betas = betas
+
+
+def collect(**kwargs: object) -> dict:
+    """Return the keyword arguments it was called with."""
+    return kwargs
+
+
+def build_model(name: str, layers: int = 2, optimizer: object = None) -> dict:
+    """A builder whose `optimizer` argument is itself built from a nested `_target_`."""
+    return {"name": name, "layers": layers, "optimizer": optimizer}
+
+
+def explode(message: str) -> None:
+    """Raise the way a real constructor rejecting a value would."""
+    raise RuntimeError(message)
+
+
+def positional_only(x: int, /, y: int = 1) -> tuple:
+    """A callable whose first parameter cannot be given by keyword."""
+    return (x, y)
+
+
+def _private() -> None:
+    """Never callable from a config: the name is private."""
