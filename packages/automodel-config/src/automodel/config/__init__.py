@@ -3,7 +3,7 @@
 Importing this package imports pyyaml only (no torch).
 """
 
-from automodel.config.errors import ConfigError, ConfigIndexError, ConfigKeyError
+from automodel.config.errors import ConfigError, ConfigIndexError, ConfigKeyError, did_you_mean
 from automodel.config.instantiate import instantiate
 from automodel.config.loading import load_config, load_config_from_argv, split_config_args
 from automodel.config.node import ConfigList, ConfigNode, config_error, config_from_dict, location_of, yaml_path
@@ -28,6 +28,7 @@ __all__ = [
     "apply_overrides",
     "config_error",
     "config_from_dict",
+    "did_you_mean",
     "dump_yaml",
     "find_problems",
     "import_target",

@@ -1,0 +1,58 @@
+"""automodel.training: step scheduling, the training step, losses, LR schedules, metrics and validation."""
+
+from automodel.training.errors import TrainingError
+from automodel.training.loss import IGNORE_INDEX, ChunkedCrossEntropy, MaskedCrossEntropy, forward_loss
+from automodel.training.lr_schedules import constant, warmup_cosine, warmup_linear, wsd
+from automodel.training.metrics import (
+    JsonlWriter,
+    MetricsSample,
+    measure_peak_tflops,
+    model_flops_utilization,
+    peak_memory_gib,
+)
+from automodel.training.progress import ProgressReporter
+from automodel.training.recipe import BaseRecipe, is_stateful
+from automodel.training.seed import set_seed
+from automodel.training.step import (
+    StepResult,
+    clip_grad_norm,
+    count_label_tokens,
+    count_real_tokens,
+    to_device,
+    train_step,
+)
+from automodel.training.step_scheduler import StepScheduler, derive_grad_accumulation
+from automodel.training.validation import generation_exact_match, validation_loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IGNORE_INDEX",
+    "BaseRecipe",
+    "ChunkedCrossEntropy",
+    "JsonlWriter",
+    "MaskedCrossEntropy",
+    "MetricsSample",
+    "ProgressReporter",
+    "StepResult",
+    "StepScheduler",
+    "TrainingError",
+    "clip_grad_norm",
+    "constant",
+    "count_label_tokens",
+    "count_real_tokens",
+    "derive_grad_accumulation",
+    "forward_loss",
+    "generation_exact_match",
+    "is_stateful",
+    "measure_peak_tflops",
+    "model_flops_utilization",
+    "peak_memory_gib",
+    "set_seed",
+    "to_device",
+    "train_step",
+    "validation_loss",
+    "warmup_cosine",
+    "warmup_linear",
+    "wsd",
+]

@@ -1,0 +1,106 @@
+"""Losses over pre-shifted labels (``labels[i]`` is the target of position i; -100 is ignored).
+
+Each loss sums over the label tokens of one micro-batch and divides by
+``num_label_tokens``, the label-token count of the whole optimizer step (all micro-batches,
+all data-parallel ranks). Summing the micro-batch losses then gives the same value and
+gradient as one big batch, however the step is split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+IGNORE_INDEX = -100
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+
+
+def _denominator(labels: torch.Tensor, num_label_tokens: int | torch.Tensor | None, ignore_index: int) -> Any:
+    if num_label_tokens is None:
+        num_label_tokens = (labels != ignore_index).sum()
+    return torch.clamp(torch.as_tensor(num_label_tokens, device=labels.device), min=1)
+
+
+class MaskedCrossEntropy:
+    """Cross-entropy from full logits, in fp32, over positions whose label is not ``ignore_index``.
+
+    Call with ``(logits [B, T, V], labels [B, T], num_label_tokens=None)``; returns the
+    summed token loss divided by ``num_label_tokens`` (default: this batch's label count).
+    """
+
+    needs_hidden_states = False
+
+    def __init__(self, ignore_index: int = IGNORE_INDEX, fp32_upcast: bool = True) -> None:
+        self.ignore_index = ignore_index
+        self.fp32_upcast = fp32_upcast
+
+    def __call__(
+        self, logits: torch.Tensor, labels: torch.Tensor, num_label_tokens: int | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        logits = logits.float() if self.fp32_upcast else logits
+        total = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=self.ignore_index, reduction="sum"
+        )
+        return total / _denominator(labels, num_label_tokens, self.ignore_index)
+
+
+def _chunk_loss(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor) -> Any:
+    logits = F.linear(hidden, weight, bias).float()
+    return F.cross_entropy(logits, target, reduction="sum")
+
+
+class ChunkedCrossEntropy:
+    """Cross-entropy computed from hidden states and the LM-head weight, a chunk of tokens at a time.
+
+    Only label positions are projected, ``chunk_size`` tokens at once, and each chunk is
+    recomputed in the backward pass instead of being stored, so the full ``[tokens, vocab]``
+    fp32 logits never exist. Call with ``(hidden_states [B, T, H], weight [V, H], labels
+    [B, T], num_label_tokens=None, bias=None)``. Not for models that transform logits after
+    the head (e.g. Gemma 2 soft-capping).
+    """
+
+    needs_hidden_states = True
+
+    def __init__(self, chunk_size: int = 1024, ignore_index: int = IGNORE_INDEX) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.chunk_size = chunk_size
+        self.ignore_index = ignore_index
+
+    def __call__(
+        self,
+        hidden_states: torch.Tensor,
+        weight: torch.Tensor,
+        labels: torch.Tensor,
+        num_label_tokens: int | torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        flat_labels = labels.reshape(-1)
+        keep = flat_labels != self.ignore_index
+        hidden = hidden_states.reshape(-1, hidden_states.shape[-1])[keep]
+        target = flat_labels[keep]
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, target.numel(), self.chunk_size):
+            end = start + self.chunk_size
+            total = total + checkpoint(_chunk_loss, hidden[start:end], weight, bias, target[start:end], use_reentrant=False)
+        return total / _denominator(labels, num_label_tokens, self.ignore_index)
+
+
+def forward_loss(model: torch.nn.Module, batch: dict, loss_fn: Any, num_label_tokens: Any = None) -> torch.Tensor:
+    """Run a Hugging Face causal LM on ``batch`` and return ``loss_fn``'s loss.
+
+    ``batch`` holds ``input_ids`` and ``labels`` and optionally ``attention_mask`` and
+    ``position_ids`` (a packed batch has no attention mask; transformers then keeps
+    attention inside each packed sample). A loss with ``needs_hidden_states = True`` gets
+    the decoder's last hidden state and the output embedding weight instead of logits.
+    """
+    inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
+    if getattr(loss_fn, "needs_hidden_states", False):
+        hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
+        head = model.get_output_embeddings()
+        return loss_fn(hidden, head.weight, batch["labels"], num_label_tokens, bias=head.bias)
+    logits = model(**inputs, use_cache=False).logits
+    return loss_fn(logits, batch["labels"], num_label_tokens)

@@ -1,0 +1,104 @@
+"""One optimizer step: micro-batches with gradient accumulation, clipping, optimizer and LR schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from automodel.training.loss import IGNORE_INDEX, forward_loss
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one optimizer step did.
+
+    Attributes:
+        loss: mean loss per label token over the step (all micro-batches, all reducing ranks).
+        grad_norm: the total gradient norm before clipping.
+        num_label_tokens: label tokens in the step (over the ranks ``all_reduce`` sums).
+        num_tokens: real (non-padding) input tokens in the step on this rank.
+    """
+
+    loss: float
+    grad_norm: float
+    num_label_tokens: int
+    num_tokens: int
+
+
+def to_device(batch: dict, device: torch.device | str) -> dict:
+    """Move every tensor of ``batch`` to ``device`` (others are kept as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def count_label_tokens(batches: Sequence[dict], ignore_index: int = IGNORE_INDEX) -> int:
+    """Return the number of positions whose label is not ``ignore_index`` over ``batches``."""
+    return int(sum((b["labels"] != ignore_index).sum() for b in batches))
+
+
+def count_real_tokens(batch: dict) -> int:
+    """Return the non-padding input tokens of a batch.
+
+    Uses ``attention_mask`` when present; a packed batch (no mask) counts the tokens of its
+    ``seq_lens`` when given, else every position.
+    """
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    if "seq_lens" in batch:
+        return int(torch.as_tensor(batch["seq_lens"]).sum())
+    return int(batch["input_ids"].numel())
+
+
+def clip_grad_norm(parameters: Any, max_norm: float | None) -> float:
+    """Clip gradients to ``max_norm`` (None: only measure) and return the total norm before clipping.
+
+    Works for plain tensors and DTensor shards (the norm is then the true global norm).
+    """
+    params = [p for p in parameters if p.grad is not None]
+    if not params:
+        return 0.0
+    norm = torch.nn.utils.clip_grad_norm_(params, float("inf") if max_norm is None else max_norm, foreach=True)
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)
+
+
+def train_step(
+    model: torch.nn.Module,
+    micro_batches: Sequence[dict],
+    loss_fn: Any,
+    optimizer: torch.optim.Optimizer,
+    *,
+    lr_scheduler: Any = None,
+    max_grad_norm: float | None = None,
+    device: torch.device | str = "cpu",
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> StepResult:
+    """Run forward/backward over ``micro_batches``, then clip, step the optimizer and the LR schedule.
+
+    Every micro-batch loss is divided by the label-token count of the whole step (summed
+    over ranks by ``all_reduce`` when given), so accumulation over any split equals one big
+    batch. Returns a StepResult with the step's mean token loss and gradient norm.
+    """
+    model.train()
+    num_label_tokens = torch.tensor(count_label_tokens(micro_batches), device=device)
+    if all_reduce is not None:
+        num_label_tokens = all_reduce(num_label_tokens)
+    loss_sum = torch.zeros((), device=device)
+    num_tokens = 0
+    for micro_batch in micro_batches:
+        batch = to_device(micro_batch, device)
+        loss = forward_loss(model, batch, loss_fn, num_label_tokens)
+        loss.backward()
+        loss_sum += loss.detach()
+        num_tokens += count_real_tokens(batch)
+    if all_reduce is not None:
+        loss_sum = all_reduce(loss_sum)
+    grad_norm = clip_grad_norm(model.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if lr_scheduler is not None:
+        lr_scheduler.step()
+    return StepResult(float(loss_sum), grad_norm, int(num_label_tokens), num_tokens)

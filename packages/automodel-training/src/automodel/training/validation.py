@@ -1,0 +1,82 @@
+"""Validation: token-weighted loss and perplexity, and greedy-generation exact match."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from automodel.training.loss import IGNORE_INDEX, forward_loss
+from automodel.training.step import count_label_tokens, to_device
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, dataloader: Iterable[dict], loss_fn: Any, device: Any = "cpu") -> dict:
+    """Return ``{"val_loss", "val_ppl", "val_tokens"}`` over ``dataloader`` in eval mode without gradients.
+
+    The loss is the mean over every label token of the set (not a mean of batch means).
+    """
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    for batch in dataloader:
+        batch = to_device(batch, device)
+        count = count_label_tokens([batch])
+        if count == 0:
+            continue
+        total += float(forward_loss(model, batch, loss_fn, count)) * count
+        tokens += count
+    model.train(was_training)
+    loss = total / tokens if tokens else float("nan")
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)) if tokens else float("nan"), "val_tokens": tokens}
+
+
+def _prompt_and_reference(sample: dict) -> tuple[list[int], list[int]]:
+    tokens = list(sample["input_ids"]) + [sample["labels"][-1]]
+    cut = int(sample["prompt_length"])
+    return tokens[:cut], [t for t in tokens[cut:] if t != IGNORE_INDEX]
+
+
+@torch.no_grad()
+def generation_exact_match(
+    model: Any,
+    tokenizer: Any,
+    samples: Sequence[dict],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    device: Any = "cpu",
+) -> dict:
+    """Greedy-generate an answer for every sample's prompt and compare it with the reference.
+
+    ``samples`` are dataset items with ``input_ids``, pre-shifted ``labels`` and
+    ``prompt_length``. Prompts are left-padded in batches and decoded with special tokens
+    skipped; a prediction matches when its stripped text equals the stripped reference.
+    Returns ``{"exact_match": 0..1, "predictions": [{"prompt", "reference", "prediction", "match"}]}``.
+    """
+    was_training = model.training
+    model.eval()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    records = []
+    for start in range(0, len(samples), batch_size):
+        chunk = [_prompt_and_reference(s) for s in samples[start : start + batch_size]]
+        width = max(len(prompt) for prompt, _ in chunk)
+        input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p, _ in chunk], device=device)
+        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p, _ in chunk], device=device)
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        for (prompt, reference), generated in zip(chunk, output[:, width:].tolist(), strict=True):
+            prediction = tokenizer.decode(generated, skip_special_tokens=True).strip()
+            expected = tokenizer.decode(reference, skip_special_tokens=True).strip()
+            records.append({"prompt": tokenizer.decode(prompt, skip_special_tokens=True), "reference": expected,
+                            "prediction": prediction, "match": prediction == expected})  # fmt: skip
+    model.train(was_training)
+    score = sum(r["match"] for r in records) / len(records) if records else float("nan")
+    return {"exact_match": score, "predictions": records}
