@@ -94,24 +94,60 @@ def contracts_ini(packages: list[Package]) -> str:
     apps = [p.module for p in packages if p.kind == "app"]
     parts = ["[importlinter]", *_modules("root_packages", [p.module for p in packages]), ""]
     if len(components) > 1:
-        parts.append(_section("components", ["name = Components do not import each other", "type = independence",
-                                             *_modules("modules", components)]))  # fmt: skip
+        parts.append(
+            _section(
+                "components",
+                ["name = Components do not import each other", "type = independence", *_modules("modules", components)],
+            )
+        )
     if len(recipes) > 1:
-        parts.append(_section("recipes", ["name = Recipe packages do not import each other", "type = independence",
-                                          *_modules("modules", recipes)]))  # fmt: skip
+        parts.append(
+            _section(
+                "recipes",
+                [
+                    "name = Recipe packages do not import each other",
+                    "type = independence",
+                    *_modules("modules", recipes),
+                ],
+            )
+        )
     if components and recipes + apps:
-        parts.append(_section("components-below", ["name = Components import no recipe and no app", "type = forbidden",
-                                                   *_modules("source_modules", components),
-                                                   *_modules("forbidden_modules", recipes + apps)]))  # fmt: skip
+        parts.append(
+            _section(
+                "components-below",
+                [
+                    "name = Components import no recipe and no app",
+                    "type = forbidden",
+                    *_modules("source_modules", components),
+                    *_modules("forbidden_modules", recipes + apps),
+                ],
+            )
+        )
     if apps and components + recipes:
-        parts.append(_section("apps-on-top", ["name = Nothing imports an app", "type = forbidden",
-                                              *_modules("source_modules", components + recipes),
-                                              *_modules("forbidden_modules", apps)]))  # fmt: skip
+        parts.append(
+            _section(
+                "apps-on-top",
+                [
+                    "name = Nothing imports an app",
+                    "type = forbidden",
+                    *_modules("source_modules", components + recipes),
+                    *_modules("forbidden_modules", apps),
+                ],
+            )
+        )
     cli_forbidden = [m for m in components if m != "automodel.config"] + recipes
     if apps and cli_forbidden:
-        parts.append(_section("apps-lazy", ["name = Apps import only automodel.config (recipes via entry points)",
-                                            "type = forbidden", *_modules("source_modules", apps),
-                                            *_modules("forbidden_modules", cli_forbidden)]))  # fmt: skip
+        parts.append(
+            _section(
+                "apps-lazy",
+                [
+                    "name = Apps import only automodel.config (recipes via entry points)",
+                    "type = forbidden",
+                    *_modules("source_modules", apps),
+                    *_modules("forbidden_modules", cli_forbidden),
+                ],
+            )
+        )
     return "\n".join(parts)
 
 

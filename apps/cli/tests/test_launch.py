@@ -16,8 +16,9 @@ def _records(out: Path) -> dict[int, dict]:
 
 
 def _popen(args: list[str], env: dict | None = None) -> tuple[int, subprocess.CompletedProcess]:
-    proc = subprocess.Popen([AUTOMODEL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env or clean_env())  # fmt: skip
+    proc = subprocess.Popen(
+        [AUTOMODEL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or clean_env()
+    )
     out, err = proc.communicate(timeout=240)
     return proc.pid, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -35,8 +36,20 @@ def test_one_process_runs_the_recipe_inside_the_cli_process(tmp_path, write_conf
 def test_overrides_set_add_and_delete_reach_the_recipe(tmp_path, write_config, automodel):
     cfg = write_config({"output": {"dir": "unused"}, "optimizer": {"lr": 1.0, "betas": [0.9, 0.99]}, "drop": 1})
     out = tmp_path / "out"
-    result = automodel("finetune", "toy", "-c", cfg, f"--output.dir={out}", "--optimizer.lr", "1e-4",
-                       "--optimizer.betas.1", "0.95", "--+wandb.project", "demo", "--~drop")  # fmt: skip
+    result = automodel(
+        "finetune",
+        "toy",
+        "-c",
+        cfg,
+        f"--output.dir={out}",
+        "--optimizer.lr",
+        "1e-4",
+        "--optimizer.betas.1",
+        "0.95",
+        "--+wandb.project",
+        "demo",
+        "--~drop",
+    )
     assert result.returncode == 0, result.stderr
     config = _records(out)[0]["config"]
     assert config["optimizer"] == {"lr": 1e-4, "betas": [0.9, 0.95]}
@@ -85,8 +98,23 @@ def test_dry_run_with_several_processes_prints_a_standalone_torchrun_command(tmp
 
 def test_dry_run_passes_multi_node_flags_to_torchrun(tmp_path, write_config, automodel):
     cfg = write_config({"output": {"dir": str(tmp_path / "out")}})
-    result = automodel("finetune", "toy", "-c", cfg, "--nproc-per-node", "4", "--nnodes", "2", "--node-rank", "1",
-                       "--master-addr", "node0", "--master-port", "29400", "--dry-run")  # fmt: skip
+    result = automodel(
+        "finetune",
+        "toy",
+        "-c",
+        cfg,
+        "--nproc-per-node",
+        "4",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "1",
+        "--master-addr",
+        "node0",
+        "--master-port",
+        "29400",
+        "--dry-run",
+    )
     assert result.returncode == 0, result.stderr
     command = result.stdout.strip().splitlines()[-1]
     for flag in ("--nproc-per-node=4", "--nnodes=2", "--node-rank=1", "--master-addr=node0", "--master-port=29400"):

@@ -44,8 +44,13 @@ def test_missing_config_option(automodel):
 
 def test_disallowed_target_is_refused_with_how_to_allow(automodel, write_config, tmp_path):
     cfg = write_config({"output": {"dir": str(tmp_path)}, "model": {"_target_": "os.system", "command": "true"}})
-    assert_one_paragraph_error(automodel("finetune", "toy", "-c", cfg), "`model._target_`", "os.system",
-                               "target_allowlist", "AUTOMODEL_TARGET_ALLOWLIST")  # fmt: skip
+    assert_one_paragraph_error(
+        automodel("finetune", "toy", "-c", cfg),
+        "`model._target_`",
+        "os.system",
+        "target_allowlist",
+        "AUTOMODEL_TARGET_ALLOWLIST",
+    )
 
 
 def test_misspelled_target_suggests_the_closest_name(automodel, write_config, tmp_path):
@@ -56,8 +61,9 @@ def test_misspelled_target_suggests_the_closest_name(automodel, write_config, tm
 
 
 def test_unknown_keyword_names_the_yaml_path(automodel, write_config, tmp_path):
-    cfg = write_config({"output": {"dir": str(tmp_path)}, "model": {"_target_": "automodel.cli.launch.LaunchOptions",
-                                                                     "dry_rnu": True}})  # fmt: skip
+    cfg = write_config(
+        {"output": {"dir": str(tmp_path)}, "model": {"_target_": "automodel.cli.launch.LaunchOptions", "dry_rnu": True}}
+    )
     assert_one_paragraph_error(automodel("finetune", "toy", "-c", cfg), "`model.dry_rnu`", "did you mean `dry_run`?")
 
 
@@ -88,8 +94,9 @@ def test_misspelled_section_suggests_the_closest(automodel, good):
 
 def test_missing_environment_variable_without_default(automodel, write_config, tmp_path):
     cfg = write_config({"output": {"dir": "${env:AUTOMODEL_TEST_UNSET_VAR}"}})
-    assert_one_paragraph_error(automodel("finetune", "toy", "-c", cfg), "AUTOMODEL_TEST_UNSET_VAR is not set",
-                               "`output.dir`", str(cfg))  # fmt: skip
+    assert_one_paragraph_error(
+        automodel("finetune", "toy", "-c", cfg), "AUTOMODEL_TEST_UNSET_VAR is not set", "`output.dir`", str(cfg)
+    )
 
 
 def test_missing_environment_variable_in_dry_run(automodel, write_config):

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from training_test_helpers import tiny_llama, tiny_tokenizer  # noqa: E402
+from training_test_helpers import tiny_llama, tiny_tokenizer
 
 
 @pytest.fixture

@@ -35,14 +35,20 @@ def test_grad_accumulation_is_global_over_local_times_data_parallel(gbs, lbs, dp
 
 
 def test_sizes_that_do_not_divide_show_the_arithmetic():
-    with pytest.raises(TrainingError, match=r"global_batch_size \(30\) is not a multiple of local_batch_size \(4\) x "
-                       r"data-parallel size \(2\) = 8; .* e.g. 24"):  # fmt: skip
+    with pytest.raises(
+        TrainingError,
+        match=r"global_batch_size \(30\) is not a multiple of local_batch_size \(4\) x "
+        r"data-parallel size \(2\) = 8; .* e.g. 24",
+    ):
         derive_grad_accumulation(30, 4, 2)
 
 
 def test_an_explicit_grad_accumulation_that_disagrees_shows_the_arithmetic():
-    with pytest.raises(TrainingError, match=r"grad_accumulation_steps is 3, but global_batch_size 32 / "
-                       r"\(local_batch_size 4 x data-parallel size 2\) = 4"):  # fmt: skip
+    with pytest.raises(
+        TrainingError,
+        match=r"grad_accumulation_steps is 3, but global_batch_size 32 / "
+        r"\(local_batch_size 4 x data-parallel size 2\) = 4",
+    ):
         derive_grad_accumulation(32, 4, 2, grad_accumulation_steps=3)
 
 
@@ -82,8 +88,9 @@ def test_the_earlier_of_max_steps_and_num_epochs_ends_training():
 
 
 def test_intervals_say_when_to_log_validate_and_save():
-    scheduler = StepScheduler(Loader(10), 1, 1, max_steps=10, val_check_interval=4, checkpoint_interval=5,
-                              log_interval=3)  # fmt: skip
+    scheduler = StepScheduler(
+        Loader(10), 1, 1, max_steps=10, val_check_interval=4, checkpoint_interval=5, log_interval=3
+    )
     flags = []
     for _ in scheduler:
         flags.append((scheduler.step, scheduler.is_log_step, scheduler.is_val_step, scheduler.is_ckpt_step))

@@ -10,13 +10,55 @@ from automodel.config.interpolation import referenced_env_names, referenced_keys
 REDACTED = "<redacted>"
 _SECRET_WORDS = {"token", "key", "password", "passwd", "secret", "secrets", "apikey", "credential", "credentials"}
 _PLAIN_TOKEN_WORDS = {
-    "pad", "eos", "bos", "unk", "sep", "cls", "mask", "image", "video", "audio", "boi", "eoi", "start", "end",
-    "special", "additional", "max", "num", "new", "vision", "placeholder", "prompt", "split",
-}  # fmt: skip
+    "pad",
+    "eos",
+    "bos",
+    "unk",
+    "sep",
+    "cls",
+    "mask",
+    "image",
+    "video",
+    "audio",
+    "boi",
+    "eoi",
+    "start",
+    "end",
+    "special",
+    "additional",
+    "max",
+    "num",
+    "new",
+    "vision",
+    "placeholder",
+    "prompt",
+    "split",
+}
 _KEY_OWNERS = {
-    "api", "access", "secret", "private", "auth", "encryption", "signing", "ssh", "license", "client", "service",
-    "account", "hf", "hub", "wandb", "openai", "aws", "s3", "gcs", "azure", "storage", "user", "master",
-}  # fmt: skip
+    "api",
+    "access",
+    "secret",
+    "private",
+    "auth",
+    "encryption",
+    "signing",
+    "ssh",
+    "license",
+    "client",
+    "service",
+    "account",
+    "hf",
+    "hub",
+    "wandb",
+    "openai",
+    "aws",
+    "s3",
+    "gcs",
+    "azure",
+    "storage",
+    "user",
+    "master",
+}
 
 
 def _words(name: str) -> list[str]:

@@ -85,7 +85,9 @@ class ChunkedCrossEntropy:
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, target.numel(), self.chunk_size):
             end = start + self.chunk_size
-            total = total + checkpoint(_chunk_loss, hidden[start:end], weight, bias, target[start:end], use_reentrant=False)
+            total = total + checkpoint(
+                _chunk_loss, hidden[start:end], weight, bias, target[start:end], use_reentrant=False
+            )
         return total / _denominator(labels, num_label_tokens, self.ignore_index)
 
 

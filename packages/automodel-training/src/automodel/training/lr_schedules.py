@@ -19,7 +19,9 @@ def _check(total_steps: int, warmup_steps: int, min_lr_ratio: float) -> None:
     if total_steps < 1:
         raise TrainingError(f"lr_scheduler: total_steps must be at least 1, got {total_steps}")
     if not 0 <= warmup_steps <= total_steps:
-        raise TrainingError(f"lr_scheduler.warmup_steps must be between 0 and total_steps ({total_steps}), got {warmup_steps}")
+        raise TrainingError(
+            f"lr_scheduler.warmup_steps must be between 0 and total_steps ({total_steps}), got {warmup_steps}"
+        )
     if not 0.0 <= min_lr_ratio <= 1.0:
         raise TrainingError(f"lr_scheduler.min_lr_ratio must be between 0 and 1, got {min_lr_ratio}")
 

@@ -80,7 +80,9 @@ def measure_peak_tflops(
     return best
 
 
-def model_flops_utilization(tokens_per_second: float, flops_per_token: float | None, peak_tflops: float | None) -> float | None:
+def model_flops_utilization(
+    tokens_per_second: float, flops_per_token: float | None, peak_tflops: float | None
+) -> float | None:
     """Return achieved FLOP/s over peak FLOP/s (0..1), or None when either number is unknown."""
     if not flops_per_token or not peak_tflops or not math.isfinite(tokens_per_second):
         return None

@@ -31,7 +31,11 @@ class ProgressReporter:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         use_bar = self.stream.isatty() if bar is None else bar
-        self._bar = tqdm(total=total_steps, initial=initial_step, file=self.stream, unit="step", dynamic_ncols=True) if enabled and use_bar else None
+        self._bar = (
+            tqdm(total=total_steps, initial=initial_step, file=self.stream, unit="step", dynamic_ncols=True)
+            if enabled and use_bar
+            else None
+        )
         self.total_steps = total_steps
 
     def update(self, step: int, values: dict[str, Any]) -> None:

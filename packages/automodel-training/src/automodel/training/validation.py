@@ -34,7 +34,7 @@ def validation_loss(model: torch.nn.Module, dataloader: Iterable[dict], loss_fn:
 
 
 def _prompt_and_reference(sample: dict) -> tuple[list[int], list[int]]:
-    tokens = list(sample["input_ids"]) + [sample["labels"][-1]]
+    tokens = [*list(sample["input_ids"]), sample["labels"][-1]]
     cut = int(sample["prompt_length"])
     return tokens[:cut], [t for t in tokens[cut:] if t != IGNORE_INDEX]
 
@@ -75,8 +75,14 @@ def generation_exact_match(
         for (prompt, reference), generated in zip(chunk, output[:, width:].tolist(), strict=True):
             prediction = tokenizer.decode(generated, skip_special_tokens=True).strip()
             expected = tokenizer.decode(reference, skip_special_tokens=True).strip()
-            records.append({"prompt": tokenizer.decode(prompt, skip_special_tokens=True), "reference": expected,
-                            "prediction": prediction, "match": prediction == expected})  # fmt: skip
+            records.append(
+                {
+                    "prompt": tokenizer.decode(prompt, skip_special_tokens=True),
+                    "reference": expected,
+                    "prediction": prediction,
+                    "match": prediction == expected,
+                }
+            )
     model.train(was_training)
     score = sum(r["match"] for r in records) / len(records) if records else float("nan")
     return {"exact_match": score, "predictions": records}

@@ -1,0 +1,17 @@
+"""automodel.data: load datasets, batch them and resume the loader mid-epoch.
+
+The LLM datasets, collation and packing live in ``automodel.data.llm``.
+"""
+
+from automodel.data.dataloader import build_dataloader, set_epoch
+from automodel.data.errors import DataError
+from automodel.data.loading import load_hf_dataset
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataError",
+    "build_dataloader",
+    "load_hf_dataset",
+    "set_epoch",
+]

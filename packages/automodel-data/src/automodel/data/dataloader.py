@@ -1,0 +1,91 @@
+"""A resumable data loader that gives each data-parallel rank its own part of the data."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from torch.utils.data import Dataset, IterableDataset
+from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
+
+# torchdata calls a torch function that newer torch deprecates, warning on every iteration;
+# it is torchdata's own call and nothing a user can act on.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+
+
+class _ResumableDistributedSampler(StatefulDistributedSampler):
+    """A ``DistributedSampler`` whose state holds the epoch as well as the position in it.
+
+    Restoring the state therefore resumes the same shuffled order even when the caller has
+    not called ``set_epoch`` again before ``load_state_dict``.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the position in the epoch and the epoch."""
+        return {**super().state_dict(), "epoch": self.epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the epoch and the position in it."""
+        super().load_state_dict(state_dict)
+        self.set_epoch(state_dict["epoch"])
+
+
+def build_dataloader(
+    dataset: Dataset | IterableDataset,
+    batch_size: int,
+    collate_fn: Callable[[list[dict[str, Any]]], Any],
+    shuffle: bool = True,
+    seed: int = 0,
+    dp_rank: int = 0,
+    dp_size: int = 1,
+    num_workers: int = 0,
+    drop_last: bool = True,
+) -> StatefulDataLoader:
+    """Build a ``StatefulDataLoader`` over this rank's part of a dataset.
+
+    A map-style dataset is split across data-parallel ranks by a ``DistributedSampler``
+    (``num_replicas=dp_size, rank=dp_rank``), shuffled with ``seed`` plus the epoch. An
+    iterable dataset shards itself: its ``set_shard(dp_rank, dp_size)`` is called when it
+    has one, and ``shuffle`` does not apply to it.
+
+    Args:
+        dataset: the dataset, map-style or iterable.
+        batch_size: samples per batch on this rank.
+        collate_fn: turns a list of samples into a batch (``default_collater``, ``packed_collater``).
+        shuffle: shuffle a map-style dataset, differently each epoch (see ``set_epoch``).
+        seed: the shuffling seed, the same on every rank.
+        dp_rank: this rank's index among the data-parallel ranks.
+        dp_size: the number of data-parallel ranks.
+        num_workers: loader worker processes (0 loads in the calling process).
+        drop_last: drop the last incomplete batch (and the samples that do not divide evenly across ranks).
+
+    Returns:
+        A loader whose ``state_dict()`` / ``load_state_dict()`` resume in the middle of an epoch.
+    """
+    if isinstance(dataset, IterableDataset):
+        if hasattr(dataset, "set_shard"):
+            dataset.set_shard(dp_rank, dp_size)
+        sampler = None
+    else:
+        sampler = _ResumableDistributedSampler(
+            dataset, num_replicas=dp_size, rank=dp_rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
+    return StatefulDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        drop_last=drop_last,
+    )
+
+
+def set_epoch(loader: StatefulDataLoader, epoch: int) -> None:
+    """Tell the loader's sampler which epoch starts, so each epoch is shuffled differently.
+
+    Does nothing for a loader over an iterable dataset, which has no such sampler.
+    """
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)

@@ -1,0 +1,403 @@
+"""train_ft: supervised fine-tuning and pre-training of causal language models.
+
+    automodel finetune llm -c cfg.yaml          (or pretrain llm)
+    python -m automodel.recipes.llm.train_ft -c cfg.yaml [--section.key VALUE ...]
+
+The recipe reads top to bottom like the run: builders turn YAML sections into objects,
+``setup()`` wires them in the order of DESIGN.md section 3, and the loop runs optimizer
+steps, logging, validation and checkpoints on the step scheduler's schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automodel.config import ConfigError, ConfigNode, config_error, did_you_mean, load_config_from_argv
+from automodel.data import build_dataloader as make_dataloader
+from automodel.data.llm import default_collater, pack_dataset, packed_collater
+from automodel.models import load_tokenizer, training_flops_per_token
+from automodel.recipes.llm.checkpointing import CheckpointConfig, save_step
+from automodel.training import (
+    BaseRecipe,
+    JsonlWriter,
+    MaskedCrossEntropy,
+    MetricsSample,
+    ProgressReporter,
+    StepScheduler,
+    generation_exact_match,
+    measure_peak_tflops,
+    model_flops_utilization,
+    peak_memory_gib,
+    set_seed,
+    train_step,
+    validation_loss,
+)
+
+SECTIONS = {
+    "recipe",
+    "target_allowlist",
+    "slurm",
+    "k8s",
+    "seed",
+    "model",
+    "tokenizer",
+    "dataset",
+    "validation_dataset",
+    "dataloader",
+    "packed_sequence",
+    "loss_fn",
+    "optimizer",
+    "lr_scheduler",
+    "step_scheduler",
+    "clip_grad_norm",
+    "checkpoint",
+    "validation",
+    "logging",
+}
+REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
+
+
+def check_sections(cfg: ConfigNode) -> None:
+    """Raise ConfigError for an unknown top-level section (with the closest known one) or a missing required one."""
+    for key in cfg:
+        if key not in SECTIONS:
+            raise config_error(cfg, "is not a section train_ft knows", key, did_you_mean(str(key), SECTIONS))
+    for key in REQUIRED:
+        if key not in cfg:
+            raise ConfigError(
+                f"the config has no `{key}:` section, which train_ft needs", hint="see examples/llm_finetune"
+            )
+
+
+def _built(cfg: ConfigNode, section: str, **runtime: Any) -> Any:
+    """Instantiate ``cfg[section]``; a user error from the component is re-raised naming the section."""
+    try:
+        return cfg[section].instantiate(**runtime)
+    except Exception as exc:
+        if getattr(exc, "user_error", False) and not isinstance(exc, ConfigError):
+            raise config_error(cfg, str(exc), section) from None
+        raise
+
+
+def build_model(cfg: ConfigNode, device: torch.device) -> torch.nn.Module:
+    """Build the ``model:`` section (a ``_target_`` such as AutoModelForCausalLM.from_pretrained) on ``device``."""
+    return _built(cfg, "model").to(device)
+
+
+def build_tokenizer(cfg: ConfigNode) -> Any:
+    """Build the ``tokenizer:`` section, or load the tokenizer beside ``model.pretrained_model_name_or_path``."""
+    if "tokenizer" in cfg:
+        return _built(cfg, "tokenizer")
+    source = cfg.model.get("pretrained_model_name_or_path")
+    if source is None:
+        raise config_error(
+            cfg,
+            "the model is built from a config, so there is no tokenizer to load beside it",
+            "model",
+            "add a `tokenizer:` section (e.g. _target_: automodel.models.load_tokenizer)",
+        )
+    return load_tokenizer(source)
+
+
+def _ids(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def align_special_tokens(model: torch.nn.Module, tokenizer: Any) -> None:
+    """Make the model's config and generation config agree with the tokenizer's bos/eos/pad ids.
+
+    A model built from a config carries transformers' default ids, which need not be the
+    tokenizer's; a saved checkpoint must carry the right ones so that ``generate`` stops at
+    the tokenizer's EOS with no automodel code. A model whose eos list already holds the
+    tokenizer's EOS (instruct models list several) is left as it is.
+    """
+    wanted = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+              "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    for target in (model.config, getattr(model, "generation_config", None)):
+        if target is None:
+            continue
+        for name, token_id in wanted.items():
+            if token_id is not None and token_id not in _ids(getattr(target, name, None)):
+                setattr(target, name, token_id)
+
+
+def build_dataset(cfg: ConfigNode, section: str, tokenizer: Any) -> Any:
+    """Build a dataset section, handing it the tokenizer."""
+    return _built(cfg, section, tokenizer=tokenizer)
+
+
+def build_dataloader(
+    cfg: ConfigNode, dataset: Any, tokenizer: Any, batch_size: int, seed: int, training: bool = True
+) -> Any:
+    """Wrap ``dataset`` in a resumable dataloader with padding (or packing when ``packed_sequence.enabled``)."""
+    options = cfg.get("dataloader") or {}
+    packing = cfg.get("packed_sequence") or {}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if packing.get("enabled", False):
+        dataset = pack_dataset(dataset, packing.get("packed_sequence_size", 2048), pad_token_id=pad_id)
+        collate = packed_collater
+    else:
+        multiple = options.get("pad_to_multiple_of")
+        collate = lambda batch: default_collater(batch, pad_token_id=pad_id, pad_to_multiple_of=multiple)  # noqa: E731
+    return make_dataloader(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=collate,
+        shuffle=bool(options.get("shuffle", True)) and training,
+        seed=seed,
+        num_workers=int(options.get("num_workers", 0)),
+        drop_last=training,
+    )
+
+
+def build_optimizer(cfg: ConfigNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Build the ``optimizer:`` section over the model's trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return _built(cfg, "optimizer", params=params)
+
+
+def build_loss_fn(cfg: ConfigNode) -> Any:
+    """Build ``loss_fn:`` (default: MaskedCrossEntropy)."""
+    return _built(cfg, "loss_fn") if "loss_fn" in cfg else MaskedCrossEntropy()
+
+
+def build_lr_scheduler(cfg: ConfigNode, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+    """Build ``lr_scheduler:`` with the optimizer and total step count, or None when absent."""
+    if "lr_scheduler" not in cfg:
+        return None
+    return _built(cfg, "lr_scheduler", optimizer=optimizer, total_steps=total_steps)
+
+
+def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> StepScheduler:
+    """Build the StepScheduler from ``step_scheduler:`` (plain keys, not a ``_target_``)."""
+    options = cfg.step_scheduler.to_container()
+    try:
+        return StepScheduler(dataloader, dp_size=dp_size, **options)
+    except TypeError as exc:
+        raise config_error(cfg, f"has a key StepScheduler does not take ({exc})", "step_scheduler") from None
+
+
+def build_checkpoint_config(cfg: ConfigNode) -> CheckpointConfig:
+    """Read ``checkpoint:`` (dir, enabled, max_shard_size, save_final) into a CheckpointConfig."""
+    section = cfg.get("checkpoint")
+    options = section.to_container() if section is not None else {}
+    options.setdefault("dir", "checkpoints")
+    try:
+        return CheckpointConfig(**{**options, "dir": Path(options["dir"])})
+    except TypeError as exc:
+        raise config_error(cfg, f"has a key that is not a checkpoint setting ({exc})", "checkpoint") from None
+
+
+class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
+    """Fine-tune (or pre-train) a causal LM on one process; see the module docstring."""
+
+    def __init__(self, cfg: ConfigNode) -> None:
+        self.cfg = cfg
+
+    def setup(self) -> None:
+        """Build model, tokenizer, data, optimizer, schedules and writers from the config."""
+        cfg = self.cfg
+        check_sections(cfg)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(
+                "train_ft runs as one process until automodel-distributed lands (issue #6)",
+                hint="run without --nproc-per-node",
+            )
+        self.device = (
+            torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
+        self.seed = set_seed(int(cfg.get("seed", 42)))
+        self.tokenizer = build_tokenizer(cfg)
+        self.model = build_model(cfg, self.device)
+        align_special_tokens(self.model, self.tokenizer)
+        self.checkpoint = build_checkpoint_config(cfg)
+        local_batch_size = int(cfg.step_scheduler.get("local_batch_size", 1))
+        self.dataset = build_dataset(cfg, "dataset", self.tokenizer)
+        self.dataloader = build_dataloader(cfg, self.dataset, self.tokenizer, local_batch_size, self.seed)
+        self.val_dataset = (
+            build_dataset(cfg, "validation_dataset", self.tokenizer) if "validation_dataset" in cfg else None
+        )
+        validation = cfg.get("validation") or {}
+        self.val_dataloader = None
+        if self.val_dataset is not None:
+            val_batch = int(validation.get("batch_size", local_batch_size))
+            self.val_dataloader = build_dataloader(
+                cfg, self.val_dataset, self.tokenizer, val_batch, self.seed, training=False
+            )
+        self.generation = self._generation_settings(validation)
+        self.step_scheduler = build_step_scheduler(cfg, self.dataloader)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.step_scheduler.max_steps)
+        self.loss_fn = build_loss_fn(cfg)
+        self.max_grad_norm = (cfg.get("clip_grad_norm") or {}).get("max_norm")
+        logging = cfg.get("logging") or {}
+        self.peak_tflops = logging.get("peak_tflops") or measure_peak_tflops(
+            next(self.model.parameters()).dtype, self.device
+        )
+        self.progress = ProgressReporter(self.step_scheduler.max_steps, bar=logging.get("progress_bar"))
+        self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
+        self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+
+    def _generation_settings(self, validation: Any) -> dict | None:
+        generation = validation.get("generation") if validation else None
+        if generation is None or not generation.get("enabled", True):
+            return None
+        if self.val_dataset is None:
+            raise config_error(self.cfg, "needs a `validation_dataset:` to generate from", "validation")
+        settings = {"max_new_tokens": 32, "num_samples": 100, "batch_size": 32}
+        settings.update(generation.to_container() if isinstance(generation, ConfigNode) else generation)
+        settings.pop("enabled", None)
+        count = min(int(settings.pop("num_samples")), len(self.val_dataset))
+        samples = [self.val_dataset[i] for i in range(count)]
+        if samples and "prompt_length" not in samples[0]:
+            raise config_error(
+                self.cfg, "generation needs a dataset with prompts (instruction or chat data)", "validation"
+            )
+        return {**settings, "samples": samples}
+
+    def run_train_validation_loop(self) -> None:
+        """Train to the end of the schedule, validating, logging and saving on schedule."""
+        scheduler = self.step_scheduler
+        if self.val_dataloader is not None:
+            self._validate()
+        tokens, started = 0, time.perf_counter()
+        last_step: Path | None = None
+        for micro_batches in scheduler:
+            lr = self.optimizer.param_groups[0]["lr"]
+            result = train_step(
+                self.model,
+                micro_batches,
+                self.loss_fn,
+                self.optimizer,
+                lr_scheduler=self.lr_scheduler,
+                max_grad_norm=self.max_grad_norm,
+                device=self.device,
+            )
+            tokens += result.num_tokens
+            if scheduler.is_log_step:
+                elapsed = time.perf_counter() - started
+                self._log(
+                    result, lr, tokens / elapsed, tokens / max(1, sum(len(b["input_ids"]) for b in micro_batches))
+                )
+                tokens, started = 0, time.perf_counter()
+            if scheduler.is_val_step and self.val_dataloader is not None:
+                self._validate()
+            if (
+                scheduler.is_ckpt_step
+                and self.checkpoint.enabled
+                and (self.checkpoint.save_final or not scheduler.is_last_step)
+            ):
+                last_step = self.save_checkpoint()
+        if self.val_dataloader is not None and not scheduler.val_check_interval:
+            self._validate()
+        self.progress.close()
+        self._farewell(last_step)
+
+    def _log(self, result: Any, lr: float, tps: float, tokens_per_row: float) -> None:
+        flops = training_flops_per_token(self.model.config, max(1, round(tokens_per_row)))
+        sample = MetricsSample(
+            step=self.step_scheduler.step,
+            epoch=self.step_scheduler.epoch,
+            loss=result.loss,
+            grad_norm=result.grad_norm,
+            lr=lr,
+            mem=peak_memory_gib(self.device),
+            tps=tps,
+            mfu=model_flops_utilization(tps, flops, self.peak_tflops),
+        )
+        self.training_log.write(sample.to_dict())
+        self.progress.update(sample.step, {"loss": sample.loss, "lr": sample.lr, "tps": round(sample.tps)})
+
+    def _validate(self) -> dict:
+        step = self.step_scheduler.step
+        record = {"step": step, **validation_loss(self.model, self.val_dataloader, self.loss_fn, self.device)}
+        if self.generation is not None:
+            settings = dict(self.generation)
+            result = generation_exact_match(
+                self.model, self.tokenizer, settings.pop("samples"), device=self.device, **settings
+            )
+            record["exact_match"] = result["exact_match"]
+            JsonlWriter(self.checkpoint.dir / "generations.jsonl").write(
+                {"step": step, "predictions": result["predictions"]}
+            )
+        self.validation_log.write(record)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in {"step", "val_tokens"})
+        self.progress.message(f"validation at step {step}: {shown}")
+        return record
+
+    def save_checkpoint(self) -> Path:
+        """Write the current step's checkpoint directory and return it."""
+        scheduler = self.step_scheduler
+        state = {"consumed_samples": scheduler.step * scheduler.global_batch_size}
+        return save_step(self.checkpoint, scheduler.step, scheduler.epoch, self.model, self.tokenizer, self.cfg, state)
+
+    def _farewell(self, last_step: Path | None) -> None:
+        if last_step is None:
+            return
+        model_dir = last_step / "model"
+        self.progress.message(
+            f"model saved to {model_dir}\nload it with transformers:\n"
+            f"  from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"  model = AutoModelForCausalLM.from_pretrained({str(model_dir)!r})\n"
+            f"  tokenizer = AutoTokenizer.from_pretrained({str(model_dir)!r})"
+        )
+
+
+def show_component_logs() -> None:
+    """Print the INFO messages of automodel packages (dropped samples, packing efficiency, ...) on stderr."""
+    logger = logging.getLogger("automodel")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def main(cfg: ConfigNode | None = None) -> int:
+    """Run train_ft on ``cfg`` (default: the config named by ``-c`` in sys.argv); return the exit status."""
+    cfg = load_config_from_argv() if cfg is None else cfg
+    show_component_logs()
+    recipe = TrainFinetuneRecipeForNextTokenPrediction(cfg)
+    recipe.setup()
+    recipe.run_train_validation_loop()
+    return 0
+
+
+def _main_reporting_user_errors() -> int:
+    # Twin of automodel.cli.worker.main's error handling (recipes may not import the CLI).
+    try:
+        return main()
+    except Exception as exc:
+        if not getattr(exc, "user_error", False):
+            raise
+        print(f"automodel: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main_reporting_user_errors())
+
+__all__ = [
+    "TrainFinetuneRecipeForNextTokenPrediction",
+    "align_special_tokens",
+    "build_checkpoint_config",
+    "build_dataloader",
+    "build_dataset",
+    "build_loss_fn",
+    "build_lr_scheduler",
+    "build_model",
+    "build_optimizer",
+    "build_step_scheduler",
+    "build_tokenizer",
+    "check_sections",
+    "main",
+]
