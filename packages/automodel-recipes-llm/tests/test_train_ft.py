@@ -134,3 +134,23 @@ def test_the_saved_configs_carry_the_tokenizers_special_token_ids(trained):
     for saved in (config, generation):
         assert saved["eos_token_id"] == tokenizer.eos_token_id
         assert saved["pad_token_id"] == tokenizer.pad_token_id
+
+
+def test_a_small_max_shard_size_writes_an_indexed_sharded_model_that_reloads(task, tmp_path):
+    steps = {"global_batch_size": 8, "local_batch_size": 8, "max_steps": 1}
+    cfg = sft_config(
+        task,
+        tmp_path,
+        step_scheduler=steps,
+        validation_dataset=None,
+        lr_scheduler=None,
+        checkpoint={"dir": str(tmp_path), "max_shard_size": "100KB"},
+    )
+    recipe = _run(cfg)
+    model_dir = tmp_path / "step_000001" / "model"
+    shards = sorted(p.name for p in model_dir.glob("model-*.safetensors"))
+    index = json.loads((model_dir / "model.safetensors.index.json").read_text())
+    assert len(shards) > 1 and set(index["weight_map"].values()) == set(shards)
+    reloaded = AutoModelForCausalLM.from_pretrained(model_dir)
+    for name, tensor in recipe.model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[name], tensor), name

@@ -118,8 +118,11 @@ def align_special_tokens(model: torch.nn.Module, tokenizer: Any) -> None:
     the tokenizer's EOS with no automodel code. A model whose eos list already holds the
     tokenizer's EOS (instruct models list several) is left as it is.
     """
-    wanted = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-              "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    wanted = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     for target in (model.config, getattr(model, "generation_config", None)):
         if target is None:
             continue
