@@ -91,3 +91,16 @@ def test_a_streaming_dataset_resumes_after_the_consumed_batches(tokenizer, tmp_p
     resumed.load_state_dict(state)
     assert [batch["input_ids"].tolist() for batch in resumed] == rest
     assert rest
+
+
+def test_creating_an_iterator_does_not_draw_from_the_global_torch_rng() -> None:
+    import torch
+
+    from automodel.data import build_dataloader
+
+    loader = build_dataloader(list(range(8)), batch_size=2, collate_fn=list, seed=3)
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    next(iter(loader))
+    assert torch.equal(torch.rand(1), expected)

@@ -90,7 +90,7 @@ def sft_config(task: Path, out: Path, **sections: Any) -> ConfigNode:
             "log_interval": 5,
         },
         "optimizer": {"_target_": "torch.optim.AdamW", "lr": 3e-3, "weight_decay": 0.0},
-        "lr_scheduler": {"_target_": "automodel.training.warmup_cosine", "warmup_steps": 5},
+        "lr_scheduler": {"_target_": "automodel.training.warmup_cosine", "warmup_steps": 1},
         "clip_grad_norm": {"max_norm": 1.0},
         "logging": {"progress_bar": False, "wandb_api_key": "s3cr3t-value"},
         "checkpoint": {"dir": str(out)},

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
@@ -63,6 +64,8 @@ def build_dataloader(
 
     Returns:
         A loader whose ``state_dict()`` / ``load_state_dict()`` resume in the middle of an epoch.
+        It draws its iterator seeds from its own generator (``seed + dp_rank``), never from the
+        global torch RNG, so creating an iterator after a resume leaves training's RNG exact.
     """
     if isinstance(dataset, IterableDataset):
         if hasattr(dataset, "set_shard"):
@@ -79,6 +82,7 @@ def build_dataloader(
         collate_fn=collate_fn,
         num_workers=num_workers,
         drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed + dp_rank),
     )
 
 

@@ -1,70 +1,96 @@
-"""Writing the model directory of a step (DESIGN.md section 5) atomically, and the `latest` pointer."""
+"""The recipe side of checkpoints: the `checkpoint:` and `restore_from:` sections, and JSONL history on resume."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from automodel.config import ConfigNode
+from automodel.checkpoint import Checkpointer
+from automodel.config import ConfigNode, config_error, did_you_mean
+
+METRIC_FILES = ("training.jsonl", "validation.jsonl", "generations.jsonl")
+DEFAULT_SIGNALS = ("SIGTERM", "SIGUSR1")
 
 
 @dataclass(frozen=True)
-class CheckpointConfig:
-    """Where and how checkpoints are written (the ``checkpoint:`` section).
+class CheckpointSettings:
+    """The ``checkpoint:`` section.
 
     Attributes:
-        dir: the run directory; steps go to ``dir/step_000500``.
-        enabled: False writes no checkpoint (metrics files are still written to ``dir``).
-        max_shard_size: safetensors shard size, e.g. ``5GB``.
+        dir: the run directory; steps go to ``dir/step_000500``, metrics to ``dir/*.jsonl``.
+        enabled: False writes no checkpoint.
+        keep_last_n: keep only the newest N complete steps (never the one ``latest`` names).
+        async_save: stage state to CPU and write in the background while training goes on.
+        max_shard_size: safetensors shard size of ``model/`` (``5GB``, ``500MB``).
+        save_dtype: cast the weights of ``model/`` (``bf16``); resume state keeps the training dtype.
         save_final: write a checkpoint after the last step.
+        save_on_signal: signals (default SIGTERM, SIGUSR1) that save at the next step boundary
+            and end the run with exit status 0; false turns this off.
+        auto_resume: with no ``restore_from``, resume from this run's ``latest`` when there is one.
     """
 
     dir: Path
     enabled: bool = True
+    keep_last_n: int | None = None
+    async_save: bool = False
     max_shard_size: str = "5GB"
+    save_dtype: str | None = None
     save_final: bool = True
+    save_on_signal: Any = True
+    auto_resume: bool = False
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """The signals to catch: ``()`` when ``save_on_signal`` is false."""
+        if self.save_on_signal is True:
+            return DEFAULT_SIGNALS
+        return tuple(self.save_on_signal or ())
 
 
-def step_dir_name(step: int) -> str:
-    """Return ``step_000500`` for step 500."""
-    return f"step_{step:06d}"
+def build_checkpoint_config(cfg: ConfigNode) -> CheckpointSettings:
+    """Read ``checkpoint:`` into CheckpointSettings; an unknown key is an error suggesting the closest."""
+    section = cfg.get("checkpoint")
+    options = section.to_container() if section is not None else {}
+    known = [f.name for f in fields(CheckpointSettings)]
+    for key in options:
+        if key not in known:
+            raise config_error(section, "is not a checkpoint setting", key, did_you_mean(str(key), known))
+    return CheckpointSettings(**{**options, "dir": Path(options.get("dir", "checkpoints"))})
 
 
-def config_fingerprint(model_config: Any) -> str:
-    """Return a short hash of a model config (its JSON without volatile fields) for train_state.json."""
-    data = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
-    data = {k: v for k, v in data.items() if k not in {"transformers_version", "_name_or_path", "torch_dtype", "dtype"}}
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def build_checkpointer(settings: CheckpointSettings) -> Checkpointer:
+    """Return the Checkpointer for the settings (it checks keep_last_n, max_shard_size and save_dtype)."""
+    return Checkpointer(
+        settings.dir,
+        keep_last_n=settings.keep_last_n,
+        async_save=settings.async_save,
+        max_shard_size=settings.max_shard_size,
+        save_dtype=settings.save_dtype,
+    )
 
 
-def save_step(
-    checkpoint: CheckpointConfig, step: int, epoch: int, model: Any, tokenizer: Any, config: ConfigNode, state: dict
-) -> Path:
-    """Write ``<dir>/step_N`` (model/ in HF layout, config.yaml, train_state.json) and point ``latest`` at it.
+def restore_step(cfg: ConfigNode, checkpointer: Checkpointer, settings: CheckpointSettings) -> Path | None:
+    """Return the step folder to resume from: ``restore_from.path`` (latest, a step folder, or null), else
+    this run's ``latest`` when ``checkpoint.auto_resume`` is true and one exists, else None."""
+    section = cfg.get("restore_from")
+    if section is not None:
+        for key in section:
+            if key != "path":
+                raise config_error(section, "is not a restore_from setting", key, "restore_from takes only `path`")
+        path = section.get("path")
+        if path is not None:
+            return checkpointer.resolve(path)
+    return checkpointer.resolve("latest", missing_ok=True) if settings.auto_resume else None
 
-    The step is written under a temporary name and renamed when complete; ``latest`` is
-    replaced last, so a run killed at any moment leaves only complete checkpoints behind.
-    Returns the step directory.
-    """
-    root = checkpoint.dir
-    final = root / step_dir_name(step)
-    partial = root / f".{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial / "model", max_shard_size=checkpoint.max_shard_size, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(partial / "model")
-    (partial / "config.yaml").write_text(config.to_yaml(resolve=True, redact=True), encoding="utf-8")
-    train_state = {"step": step, "epoch": epoch, "model_config_fingerprint": config_fingerprint(model.config), **state}
-    (partial / "train_state.json").write_text(json.dumps(train_state, indent=2), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    partial.rename(final)
-    latest_tmp = root / f".latest.partial-{os.getpid()}"
-    latest_tmp.write_text(final.name + "\n", encoding="utf-8")
-    latest_tmp.replace(root / "latest")
-    return final
+
+def truncate_history(run_dir: Path, last_step: int) -> None:
+    """Drop the metric records of steps after ``last_step`` (steps a resumed run will redo)."""
+    for name in METRIC_FILES:
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
+        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")

@@ -19,11 +19,17 @@ from typing import Any
 
 import torch
 
-from automodel.config import ConfigError, ConfigNode, config_error, did_you_mean, load_config_from_argv
+from automodel.checkpoint import SaveOnSignal, config_fingerprint
+from automodel.config import ConfigError, ConfigNode, config_error, did_you_mean, load_config_from_argv, location_of
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data.llm import default_collater, pack_dataset, packed_collater
 from automodel.models import load_tokenizer, training_flops_per_token
-from automodel.recipes.llm.checkpointing import CheckpointConfig, save_step
+from automodel.recipes.llm.checkpointing import (
+    build_checkpoint_config,
+    build_checkpointer,
+    restore_step,
+    truncate_history,
+)
 from automodel.training import (
     BaseRecipe,
     JsonlWriter,
@@ -58,6 +64,7 @@ SECTIONS = {
     "step_scheduler",
     "clip_grad_norm",
     "checkpoint",
+    "restore_from",
     "validation",
     "logging",
 }
@@ -187,17 +194,6 @@ def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> 
         raise config_error(cfg, f"has a key StepScheduler does not take ({exc})", "step_scheduler") from None
 
 
-def build_checkpoint_config(cfg: ConfigNode) -> CheckpointConfig:
-    """Read ``checkpoint:`` (dir, enabled, max_shard_size, save_final) into a CheckpointConfig."""
-    section = cfg.get("checkpoint")
-    options = section.to_container() if section is not None else {}
-    options.setdefault("dir", "checkpoints")
-    try:
-        return CheckpointConfig(**{**options, "dir": Path(options["dir"])})
-    except TypeError as exc:
-        raise config_error(cfg, f"has a key that is not a checkpoint setting ({exc})", "checkpoint") from None
-
-
 class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
     """Fine-tune (or pre-train) a causal LM on one process; see the module docstring."""
 
@@ -242,13 +238,41 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.step_scheduler.max_steps)
         self.loss_fn = build_loss_fn(cfg)
         self.max_grad_norm = (cfg.get("clip_grad_norm") or {}).get("max_norm")
+        self.checkpointer = build_checkpointer(self.checkpoint)
+        resumed_from = self._restore()
         logging = cfg.get("logging") or {}
         self.peak_tflops = logging.get("peak_tflops") or measure_peak_tflops(
             next(self.model.parameters()).dtype, self.device
         )
-        self.progress = ProgressReporter(self.step_scheduler.max_steps, bar=logging.get("progress_bar"))
+        self.progress = ProgressReporter(
+            self.step_scheduler.max_steps, self.step_scheduler.step, bar=logging.get("progress_bar")
+        )
+        if resumed_from is not None:
+            self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
         self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+
+    def _resume_objects(self) -> dict[str, Any]:
+        """The tracked stateful attributes a checkpoint restores besides model and optimizer."""
+        skip = {"model", "optimizer", "val_dataloader"}
+        return {name: obj for name, obj in self.stateful_attributes().items() if name not in skip}
+
+    def _model_fingerprint(self) -> str:
+        return config_fingerprint(self.model.config.to_dict())
+
+    def _restore(self) -> Path | None:
+        """Resume from ``restore_from`` (or ``checkpoint.auto_resume``): weights, optimizer, schedules, data, RNG."""
+        step_dir = restore_step(self.cfg, self.checkpointer, self.checkpoint)
+        if step_dir is None:
+            return None
+        where = location_of(self.cfg, "model")
+        current = f"the `model:` section of {where[0]}" if where else "the `model:` section"
+        self.checkpointer.check_same_model(step_dir, self._model_fingerprint(), current)
+        state = self.checkpointer.load(
+            step_dir, model=self.model, optimizer=self.optimizer, stateful=self._resume_objects()
+        )
+        truncate_history(self.checkpoint.dir, int(state["step"]))
+        return step_dir
 
     def _generation_settings(self, validation: Any) -> dict | None:
         generation = validation.get("generation") if validation else None
@@ -268,42 +292,54 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         return {**settings, "samples": samples}
 
     def run_train_validation_loop(self) -> None:
-        """Train to the end of the schedule, validating, logging and saving on schedule."""
+        """Train to the end of the schedule, validating, logging and saving on schedule.
+
+        A signal listed in ``checkpoint.save_on_signal`` (SIGTERM, SIGUSR1) saves a checkpoint
+        at the next step boundary and ends the run normally.
+        """
         scheduler = self.step_scheduler
-        if self.val_dataloader is not None:
+        if self.val_dataloader is not None and scheduler.step == 0:
             self._validate()
         tokens, started = 0, time.perf_counter()
         last_step: Path | None = None
-        for micro_batches in scheduler:
-            lr = self.optimizer.param_groups[0]["lr"]
-            result = train_step(
-                self.model,
-                micro_batches,
-                self.loss_fn,
-                self.optimizer,
-                lr_scheduler=self.lr_scheduler,
-                max_grad_norm=self.max_grad_norm,
-                device=self.device,
-            )
-            tokens += result.num_tokens
-            if scheduler.is_log_step:
-                elapsed = time.perf_counter() - started
-                self._log(
-                    result, lr, tokens / elapsed, tokens / max(1, sum(len(b["input_ids"]) for b in micro_batches))
+        with SaveOnSignal(self.checkpoint.signals) as stop:
+            for micro_batches in scheduler:
+                lr = self.optimizer.param_groups[0]["lr"]
+                result = train_step(
+                    self.model,
+                    micro_batches,
+                    self.loss_fn,
+                    self.optimizer,
+                    lr_scheduler=self.lr_scheduler,
+                    max_grad_norm=self.max_grad_norm,
+                    device=self.device,
                 )
-                tokens, started = 0, time.perf_counter()
-            if scheduler.is_val_step and self.val_dataloader is not None:
-                self._validate()
-            if (
-                scheduler.is_ckpt_step
-                and self.checkpoint.enabled
-                and (self.checkpoint.save_final or not scheduler.is_last_step)
-            ):
-                last_step = self.save_checkpoint()
-        if self.val_dataloader is not None and not scheduler.val_check_interval:
+                tokens += result.num_tokens
+                if scheduler.is_log_step:
+                    elapsed = time.perf_counter() - started
+                    rows = max(1, sum(len(b["input_ids"]) for b in micro_batches))
+                    self._log(result, lr, tokens / elapsed, tokens / rows)
+                    tokens, started = 0, time.perf_counter()
+                if scheduler.is_val_step and self.val_dataloader is not None:
+                    self._validate()
+                final = scheduler.is_last_step and self.checkpoint.save_final
+                if self.checkpoint.enabled and (final or (scheduler.is_ckpt_step and not scheduler.is_last_step)):
+                    last_step = self.save_checkpoint()
+                if stop.requested:
+                    if self.checkpoint.enabled and last_step != self._step_dir():
+                        last_step = self.save_checkpoint()
+                    self.progress.message(
+                        f"{stop.signal} received: saved {last_step}, stopping at step {scheduler.step}"
+                    )
+                    break
+        self.checkpointer.close()
+        if self.val_dataloader is not None and not scheduler.val_check_interval and not stop.requested:
             self._validate()
         self.progress.close()
         self._farewell(last_step)
+
+    def _step_dir(self) -> Path:
+        return self.checkpoint.dir / f"step_{self.step_scheduler.step:06d}"
 
     def _log(self, result: Any, lr: float, tps: float, tokens_per_row: float) -> None:
         flops = training_flops_per_token(self.model.config, max(1, round(tokens_per_row)))
@@ -338,10 +374,29 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         return record
 
     def save_checkpoint(self) -> Path:
-        """Write the current step's checkpoint directory and return it."""
+        """Write the current step's checkpoint (model/ in HF layout plus everything to resume) and return it."""
         scheduler = self.step_scheduler
-        state = {"consumed_samples": scheduler.step * scheduler.global_batch_size}
-        return save_step(self.checkpoint, scheduler.step, scheduler.epoch, self.model, self.tokenizer, self.cfg, state)
+        train_state = {
+            "epoch": scheduler.epoch,
+            "consumed_samples": scheduler.step * scheduler.global_batch_size,
+            "model_config_fingerprint": self._model_fingerprint(),
+        }
+        return self.checkpointer.save(
+            scheduler.step,
+            model=self.model,
+            optimizer=self.optimizer,
+            stateful=self._resume_objects(),
+            train_state=train_state,
+            write_model_files=self._write_model_files,
+            extra_files={"config.yaml": self.cfg.to_yaml(resolve=True, redact=True)},
+        )
+
+    def _write_model_files(self, model_dir: Path) -> None:
+        """Write config.json, generation_config.json and the tokenizer beside the weights."""
+        self.model.config.save_pretrained(model_dir)
+        if getattr(self.model, "generation_config", None) is not None:
+            self.model.generation_config.save_pretrained(model_dir)
+        self.tokenizer.save_pretrained(model_dir)
 
     def _farewell(self, last_step: Path | None) -> None:
         if last_step is None:
@@ -392,7 +447,6 @@ if __name__ == "__main__":
 __all__ = [
     "TrainFinetuneRecipeForNextTokenPrediction",
     "align_special_tokens",
-    "build_checkpoint_config",
     "build_dataloader",
     "build_dataset",
     "build_loss_fn",

@@ -1,0 +1,281 @@
+"""Checkpoints: automodel-checkpoint side by side with save_pretrained/from_pretrained and torch.save/torch.load.
+
+Every measurement runs in a fresh process on the same seeded Llama (about 300M parameters,
+fp32, CPU, untied embeddings), built from a config with random weights; saves and loads
+are the median of 3 runs:
+
+- save: the model's weights to disk (``save_hf_weights`` / ``save_pretrained`` /
+  ``torch.save(state_dict)``), 5GB shards for both safetensors writers;
+- load: those files into a model, then one read of every weight (memory-mapped weights are
+  paged in, as a first forward would). ``s`` leaves out building the model for ours and torch
+  (they fill a model built beforehand; ``from_pretrained`` builds its own), ``total s`` goes
+  from nothing to a model holding the weights for all three;
+- stall: how long ``Checkpointer.save`` (HF weights + DCP model/AdamW state + RNG) blocks the
+  training loop, synchronous vs ``async_save=True`` (the second save of the process; the CSV
+  has the first too), and ``total s`` until its files are complete.
+
+Prints one table and writes bench/results/checkpoint.csv.
+
+    python bench/checkpoint.py                 # 300M parameters: a few minutes on 2 CPU cores
+    python bench/checkpoint.py --params 50M    # a quick run
+
+Memory is the peak resident memory above what the process held before the measured call
+(VmHWM, reset through /proc/self/clear_refs), in GiB; ``total GiB`` of a load starts before
+the model is built, so all three include the model itself; a stall's starts before the
+first of its two saves. Pages of files mapped by safetensors count as resident. Ratios are
+the row's time over ours (stall rows: over async).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import multiprocessing
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).parent / "results" / "checkpoint.csv"
+VOCAB = 32000
+SAVES = {"save_ours": "automodel save_hf_weights", "save_hf": "save_pretrained", "save_torch": "torch.save"}
+LOADS = {
+    "load_ours": "automodel load_hf_weights_into",
+    "load_hf": "from_pretrained",
+    "load_torch": "torch.load + load_state_dict",
+}
+STALLS = {"stall_sync": "Checkpointer.save", "stall_async": "Checkpointer.save async"}
+REPEATS = 3
+
+
+def parse_params(text: str) -> int:
+    """Return a parameter count from "300M", "1.2B" or "300000000"."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([MB]?)", text.strip().upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a parameter count such as 300M or 1.2B")
+    return int(float(match.group(1)) * {"": 1, "M": 10**6, "B": 10**9}[match.group(2)])
+
+
+def llama_config(params: int) -> dict[str, Any]:
+    """LlamaConfig keywords for about ``params`` parameters: hidden 1024 (512 under 200M), layers to fit."""
+    hidden = 1024 if params >= 200 * 10**6 else 512
+    intermediate = 2816 if hidden == 1024 else 1408
+    heads = hidden // 64
+    per_layer = 2 * hidden * hidden + 2 * hidden * (hidden // 2) + 3 * hidden * intermediate + 2 * hidden
+    layers = max(1, round((params - 2 * VOCAB * hidden) / per_layer))
+    return {
+        "vocab_size": VOCAB,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads // 2,
+        "tie_word_embeddings": False,
+    }
+
+
+def rss_gib(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError(f"{field} is not in /proc/self/status")
+
+
+def start_peak() -> float:
+    """Flush written files to disk, reset the peak resident size to the current one; return the current one.
+
+    Without the flush, the files of the previous measurement would be written back during this one.
+    """
+    os.sync()
+    Path("/proc/self/clear_refs").write_text("5")
+    return rss_gib("VmRSS")
+
+
+def parameter_count(config: dict[str, Any]) -> int:
+    """The model's parameter count, from a copy on the meta device (no memory, no init)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device("meta"):
+        return LlamaForCausalLM(LlamaConfig(**config)).num_parameters()
+
+
+def build(config: dict[str, Any]) -> torch.nn.Module:
+    """The seeded Llama with random fp32 weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(**config)).eval()
+
+
+def measure(name: str, config: dict[str, Any], work: str) -> dict[str, float]:
+    """Run one measurement in this (fresh) process; files go to and come from ``work``."""
+    work_dir = Path(work)
+    if name in LOADS:
+        return _load(name, config, work_dir)
+    model = build(config)
+    if name in STALLS:
+        return _stall(name, model, work_dir)
+    from automodel.checkpoint import save_hf_weights
+
+    times, extras = [], []
+    for _ in range(REPEATS):  # each save replaces the files of the one before
+        base = start_peak()
+        begin = time.perf_counter()
+        if name == "save_ours":
+            save_hf_weights(model.state_dict(), work_dir / "ours")
+        elif name == "save_hf":
+            model.save_pretrained(work_dir / "hf", max_shard_size="5GB")
+        else:
+            torch.save(model.state_dict(), work_dir / "model.pt")
+        times.append(time.perf_counter() - begin)
+        extras.append(rss_gib("VmHWM") - base)
+    seconds, extra = statistics.median(times), max(extras)
+    return {"seconds": seconds, "extra_gib": extra, "total_seconds": seconds, "total_gib": extra}
+
+
+def _load(name: str, config: dict[str, Any], work_dir: Path) -> dict[str, float]:
+    calls, totals, call_extras, total_extras = [], [], [], []
+    for _ in range(REPEATS):  # each time from nothing to a model holding the weights
+        call, total, call_extra, total_extra = _load_once(name, config, work_dir)
+        calls.append(call)
+        totals.append(total)
+        call_extras.append(call_extra)
+        total_extras.append(total_extra)
+    return {
+        "seconds": statistics.median(calls),
+        "extra_gib": max(call_extras),
+        "total_seconds": statistics.median(totals),
+        "total_gib": max(total_extras),
+    }
+
+
+def _load_once(name: str, config: dict[str, Any], work_dir: Path) -> tuple[float, float, float, float]:
+    """Return the loading call's seconds, those from nothing, and the peak memory of each (GiB)."""
+    from transformers import AutoModelForCausalLM
+
+    from automodel.checkpoint import load_hf_weights_into
+
+    ready_base = start_peak()
+    begin = time.perf_counter()
+    base = build_peak = ready_base
+    if name == "load_hf":
+        loading = begin
+        model = AutoModelForCausalLM.from_pretrained(work_dir / "hf")
+    else:
+        model = build(config)
+        build_peak = rss_gib("VmHWM")
+        base, loading = start_peak(), time.perf_counter()
+        if name == "load_ours":
+            load_hf_weights_into(model, work_dir / "ours")
+        else:
+            model.load_state_dict(torch.load(work_dir / "model.pt", weights_only=True))
+    with torch.no_grad():  # read every weight once, as a first forward would: memory-mapped ones are paged in
+        sum(float(p.sum()) for p in model.parameters())
+    end = time.perf_counter()
+    peak = rss_gib("VmHWM")
+    del model
+    gc.collect()
+    return end - loading, end - begin, peak - base, max(peak, build_peak) - ready_base
+
+
+def _stall(name: str, model: torch.nn.Module, work_dir: Path) -> dict[str, float]:
+    from automodel.checkpoint import Checkpointer
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    ids = torch.randint(0, VOCAB, (1, 16), generator=torch.Generator().manual_seed(1))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()  # AdamW now holds its two moments: the state is 3x the weights
+    checkpointer = Checkpointer(work_dir / name, async_save=name == "stall_async", keep_last_n=1)
+    stalls = []
+    base = start_peak()
+    for step in (1, 2):  # the first save of a process also pays for fresh pages; a run saves again and again
+        begin = time.perf_counter()
+        checkpointer.save(step, model=model, optimizer=optimizer, write_model_files=model.config.save_pretrained)
+        stalls.append(time.perf_counter() - begin)
+        checkpointer.wait()
+        done = time.perf_counter()
+    return {
+        "seconds": stalls[1],
+        "extra_gib": rss_gib("VmHWM") - base,
+        "total_seconds": done - begin,
+        "total_gib": rss_gib("VmHWM") - base,
+        "first_save_seconds": stalls[0],
+    }
+
+
+def _row(operation: str, tool: str, result: dict[str, float], ours: dict[str, float]) -> dict[str, Any]:
+    return {
+        "operation": operation,
+        "tool": tool,
+        "seconds": round(result["seconds"], 2),
+        "extra_gib": round(result["extra_gib"], 2),
+        "total_seconds": round(result["total_seconds"], 2),
+        "total_gib": round(result["total_gib"], 2),
+        "time_ratio": round(result["seconds"] / ours["seconds"], 2),
+        "total_time_ratio": round(result["total_seconds"] / ours["total_seconds"], 2),
+        "first_save_seconds": round(result["first_save_seconds"], 2) if "first_save_seconds" in result else "",
+    }
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    """Operation and tool left-aligned, numbers right-aligned."""
+    return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+def main() -> None:
+    """Run every measurement in its own process, print the table, write the CSV."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=parse_params, default=300 * 10**6, help="model size, e.g. 300M or 50M")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args()
+    config = llama_config(args.params)
+    work = Path(tempfile.mkdtemp(prefix="bench-checkpoint-", dir=args.work))
+    spawn = multiprocessing.get_context("spawn")
+    results = {}
+    try:
+        for name in [*SAVES, *LOADS, *STALLS]:
+            with spawn.Pool(1) as pool:  # a fresh process: no allocator state carried between measurements
+                results[name] = pool.apply(measure, (name, config, str(work)))
+            print(f"{name}: {results[name]}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [_row("save", tool, results[n], results["save_ours"]) for n, tool in SAVES.items()]
+    rows += [_row("load", tool, results[n], results["load_ours"]) for n, tool in LOADS.items()]
+    rows += [_row("stall", tool, results[n], results["stall_async"]) for n, tool in STALLS.items()]
+    params = parameter_count(config)
+    for row in rows:
+        row.update(params=params, torch=version("torch"), transformers=version("transformers"))
+        row.update(safetensors=version("safetensors"))
+    print(
+        f"\nLlama {params / 1e6:.1f}M params fp32 on CPU ({torch.get_num_threads()} threads), "
+        f"{params * 4 / 2**30:.2f} GiB of weights. s, GiB: the call and its peak resident memory above the "
+        "process before it (load: into a built model, then one read of every weight; from_pretrained builds "
+        "its own; stall: until save() returns, the process's second save). total s, GiB: load from nothing, "
+        "model building included; stall until the files are complete. ratio: row time / ours (stall: / async)."
+    )
+    header = ["operation", "tool", "s", "GiB", "total s", "total GiB", "ratio", "total ratio"]
+    keys = ["operation", "tool", "seconds", "extra_gib", "total_seconds", "total_gib", "time_ratio"]
+    keys += ["total_time_ratio"]
+    widths = [max(len(h), *(len(str(r[k])) for r in rows)) for h, k in zip(header, keys, strict=True)]
+    print(_line(header, widths))
+    for row in rows:
+        print(_line([str(row[k]) for k in keys], widths))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
