@@ -24,6 +24,13 @@ from automodel.config import ConfigError, ConfigNode, config_error, did_you_mean
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data.llm import default_collater, pack_dataset, packed_collater
 from automodel.models import load_tokenizer, training_flops_per_token
+from automodel.recipes.llm.adapters import (
+    add_adapters,
+    build_peft,
+    save_base_model,
+    write_adapter,
+    write_merged_model,
+)
 from automodel.recipes.llm.checkpointing import (
     build_checkpoint_config,
     build_checkpointer,
@@ -65,6 +72,7 @@ SECTIONS = {
     "clip_grad_norm",
     "checkpoint",
     "restore_from",
+    "peft",
     "validation",
     "logging",
 }
@@ -219,6 +227,16 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.model = build_model(cfg, self.device)
         align_special_tokens(self.model, self.tokenizer)
         self.checkpoint = build_checkpoint_config(cfg)
+        self.peft = build_peft(cfg)
+        self.base_model_path = cfg.model.get("pretrained_model_name_or_path")
+        peft_summary = None
+        if self.peft is not None:
+            if self.base_model_path is None and self.checkpoint.enabled:
+                base = self.checkpoint.dir / "base_model"
+                self.base_model_path = str(
+                    save_base_model(self.model, self.tokenizer, base, self.checkpoint.max_shard_size)
+                )
+            peft_summary = add_adapters(self.model, self.peft, cfg)
         local_batch_size = int(cfg.step_scheduler.get("local_batch_size", 1))
         self.dataset = build_dataset(cfg, "dataset", self.tokenizer)
         self.dataloader = build_dataloader(cfg, self.dataset, self.tokenizer, local_batch_size, self.seed)
@@ -247,6 +265,8 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.progress = ProgressReporter(
             self.step_scheduler.max_steps, self.step_scheduler.step, bar=logging.get("progress_bar")
         )
+        if peft_summary is not None:
+            self.progress.message(peft_summary)
         if resumed_from is not None:
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
@@ -389,10 +409,23 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             train_state=train_state,
             write_model_files=self._write_model_files,
             extra_files={"config.yaml": self.cfg.to_yaml(resolve=True, redact=True)},
+            model_weights=self.peft is None,
         )
 
     def _write_model_files(self, model_dir: Path) -> None:
-        """Write config.json, generation_config.json and the tokenizer beside the weights."""
+        """Write config.json, generation_config.json and the tokenizer beside the weights.
+
+        A PEFT run writes its adapter there instead (HF PEFT format) and, with
+        ``peft.save_merged``, a full merged model in the step's ``merged/``.
+        """
+        if self.peft is not None:
+            write_adapter(self.model, model_dir, self.base_model_path)
+            self.tokenizer.save_pretrained(model_dir)
+            if self.peft.save_merged:
+                write_merged_model(
+                    self.model, self.tokenizer, model_dir.parent / "merged", self.checkpoint.max_shard_size
+                )
+            return
         self.model.config.save_pretrained(model_dir)
         if getattr(self.model, "generation_config", None) is not None:
             self.model.generation_config.save_pretrained(model_dir)
@@ -402,12 +435,22 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         if last_step is None:
             return
         model_dir = last_step / "model"
-        self.progress.message(
-            f"model saved to {model_dir}\nload it with transformers:\n"
-            f"  from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            f"  model = AutoModelForCausalLM.from_pretrained({str(model_dir)!r})\n"
-            f"  tokenizer = AutoTokenizer.from_pretrained({str(model_dir)!r})"
+        if self.peft is None:
+            how = (
+                f"  from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                f"  model = AutoModelForCausalLM.from_pretrained({str(model_dir)!r})\n"
+                f"  tokenizer = AutoTokenizer.from_pretrained({str(model_dir)!r})"
+            )
+            self.progress.message(f"model saved to {model_dir}\nload it with transformers:\n{how}")
+            return
+        base = self.base_model_path or "<the base model>"
+        how = (
+            f"  from peft import PeftModel\n  from transformers import AutoModelForCausalLM\n"
+            f"  model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(base)!r}), "
+            f"{str(model_dir)!r})"
         )
+        merged = f"\nmerged model saved to {last_step / 'merged'}" if self.peft.save_merged else ""
+        self.progress.message(f"adapter saved to {model_dir}{merged}\nload it with peft:\n{how}")
 
 
 def show_component_logs() -> None:
