@@ -1,0 +1,95 @@
+"""SIGKILL at random moments, ten times, through `automodel finetune llm`: every restart resumes from the
+last complete checkpoint and the run ends with the weights of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parent.parent
+AUTOMODEL = str(Path(sys.executable).parent / "automodel")
+KILLS = 10
+OVERRIDES = [
+    "--step_scheduler.max_steps",
+    "60",
+    "--step_scheduler.checkpoint_interval",
+    "4",
+    "--step_scheduler.log_interval",
+    "1",
+    "--step_scheduler.val_check_interval",
+    "null",
+    "--~validation_dataset",
+    "--~validation",
+    "--checkpoint.auto_resume",
+    "true",
+    "--+logging.progress_bar=false",
+]
+
+
+def _command(run_dir: Path) -> list[str]:
+    return [
+        AUTOMODEL,
+        "finetune",
+        "llm",
+        "-c",
+        "examples/llm_finetune/tiny_sft.yaml",
+        "--checkpoint.dir",
+        str(run_dir),
+        *OVERRIDES,
+    ]
+
+
+def _steps_logged(run_dir: Path) -> int:
+    path = run_dir / "training.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "step_000060" / "model" / "model.safetensors")
+
+
+def test_ten_random_sigkills_end_with_the_uninterrupted_weights(tmp_path):
+    reference = tmp_path / "reference"
+    done = subprocess.run(_command(reference), capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    run_dir, rng = tmp_path / "killed", random.Random(0)
+    killed = 0
+    for _ in range(KILLS):
+        before = _steps_logged(run_dir)
+        latest = (run_dir / "latest").read_text().strip() if (run_dir / "latest").exists() else None
+        proc = subprocess.Popen(
+            _command(run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        deadline = time.time() + 120
+        while _steps_logged(run_dir) <= before and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        killed += proc.returncode == -signal.SIGKILL
+        resumed = [line for line in err.splitlines() if line.startswith("resumed from")]
+        assert resumed == ([f"resumed from {run_dir / latest} at step {int(latest[5:])}"] if latest else []), err
+        if (run_dir / "step_000060").exists():
+            break
+    finished = subprocess.run(_command(run_dir), capture_output=True, text=True, cwd=ROOT)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+
+    assert killed >= KILLS - 1
+    assert not list(run_dir.glob(".*partial*"))
+    expected, got = _final_weights(reference), _final_weights(run_dir)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    steps = [json.loads(line)["step"] for line in (run_dir / "training.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 61))
+    reference_losses = [json.loads(line)["loss"] for line in (reference / "training.jsonl").read_text().splitlines()]
+    losses = [json.loads(line)["loss"] for line in (run_dir / "training.jsonl").read_text().splitlines()]
+    assert losses == reference_losses
