@@ -93,3 +93,16 @@ def test_a_resumed_lora_run_is_exact(task, lora_run, tmp_path):
 def test_bad_peft_sections_name_the_section(task, tmp_path, peft, message):
     with pytest.raises(ConfigError, match=message):
         TrainFinetuneRecipeForNextTokenPrediction(sft_config(task, tmp_path, peft=peft)).setup()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")
+def test_qlora_without_cuda_is_a_clear_error_naming_the_section(task, tmp_path):
+    cfg = sft_config(task, tmp_path, peft=LORA, quantization={"_target_": "automodel.peft.QuantizationConfig"})
+    with pytest.raises(ConfigError, match=r"`quantization`: .*(CUDA|bitsandbytes)"):
+        TrainFinetuneRecipeForNextTokenPrediction(cfg).setup()
+
+
+def test_quantization_without_peft_is_an_error(task, tmp_path):
+    cfg = sft_config(task, tmp_path, quantization={"_target_": "automodel.peft.QuantizationConfig"})
+    with pytest.raises(ConfigError, match="quantized base weights train only with adapters"):
+        TrainFinetuneRecipeForNextTokenPrediction(cfg).setup()

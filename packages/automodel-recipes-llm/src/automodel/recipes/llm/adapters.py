@@ -10,7 +10,15 @@ import torch
 
 from automodel.checkpoint import save_hf_weights
 from automodel.config import ConfigError, ConfigNode, config_error, instantiate
-from automodel.peft import LoRAConfig, apply_lora, lora_modules, merge_lora, save_adapter, unmerge_lora
+from automodel.peft import (
+    LoRAConfig,
+    apply_lora,
+    lora_modules,
+    merge_lora,
+    quantize_base_weights,
+    save_adapter,
+    unmerge_lora,
+)
 
 RECIPE_KEYS = ("save_merged",)
 ADAPTER_PARTS = (".lora_A.", ".lora_B.", "lora_magnitude_vector")
@@ -55,6 +63,17 @@ def add_adapters(model: torch.nn.Module, settings: PeftSettings, cfg: ConfigNode
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return f"LoRA on {len(lora_modules(model))} modules: {trainable:,} of {total:,} parameters trainable"
+
+
+def quantize_base(model: torch.nn.Module, cfg: ConfigNode) -> None:
+    """Apply the ``quantization:`` section (``_target_: automodel.peft.QuantizationConfig``): 4-bit NF4
+    base weights for QLoRA. Needs CUDA and bitsandbytes; otherwise a ConfigError naming the section."""
+    try:
+        quantize_base_weights(model, cfg.quantization.instantiate())
+    except Exception as exc:
+        if getattr(exc, "user_error", False) and not isinstance(exc, ConfigError):
+            raise config_error(cfg, str(exc), "quantization") from None
+        raise
 
 
 def write_adapter(model: torch.nn.Module, model_dir: Path, base_model_name_or_path: str | None) -> None:

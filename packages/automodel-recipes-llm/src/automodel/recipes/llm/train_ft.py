@@ -27,6 +27,7 @@ from automodel.models import load_tokenizer, training_flops_per_token
 from automodel.recipes.llm.adapters import (
     add_adapters,
     build_peft,
+    quantize_base,
     save_base_model,
     write_adapter,
     write_merged_model,
@@ -73,6 +74,7 @@ SECTIONS = {
     "checkpoint",
     "restore_from",
     "peft",
+    "quantization",
     "validation",
     "logging",
 }
@@ -236,7 +238,16 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                 self.base_model_path = str(
                     save_base_model(self.model, self.tokenizer, base, self.checkpoint.max_shard_size)
                 )
+            if "quantization" in cfg:
+                quantize_base(self.model, cfg)
             peft_summary = add_adapters(self.model, self.peft, cfg)
+        elif "quantization" in cfg:
+            raise config_error(
+                cfg,
+                "quantized base weights train only with adapters",
+                "quantization",
+                "add a `peft:` section (QLoRA) or remove `quantization:`",
+            )
         local_batch_size = int(cfg.step_scheduler.get("local_batch_size", 1))
         self.dataset = build_dataset(cfg, "dataset", self.tokenizer)
         self.dataloader = build_dataloader(cfg, self.dataset, self.tokenizer, local_batch_size, self.seed)
