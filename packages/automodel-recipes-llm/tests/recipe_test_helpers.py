@@ -108,6 +108,16 @@ def _instruction(path: Path) -> dict:
     }
 
 
+def run_recipe(cfg: ConfigNode) -> Any:
+    """Set up and run train_ft on ``cfg``; return the recipe."""
+    from automodel.recipes.llm.train_ft import TrainFinetuneRecipeForNextTokenPrediction
+
+    recipe = TrainFinetuneRecipeForNextTokenPrediction(cfg)
+    recipe.setup()
+    recipe.run_train_validation_loop()
+    return recipe
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Return the JSON objects of a JSONL file."""
     return [json.loads(line) for line in path.read_text().splitlines()]

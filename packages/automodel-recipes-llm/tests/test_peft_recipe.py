@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import PeftModel
-from recipe_test_helpers import read_jsonl, sft_config
+from recipe_test_helpers import read_jsonl, run_recipe, sft_config
 from transformers import AutoModelForCausalLM
 
 from automodel.config import ConfigError
@@ -15,18 +15,11 @@ LORA = {"_target_": "automodel.peft.LoRAConfig", "dim": 16, "alpha": 16, "match_
 STEPS = {"global_batch_size": 16, "local_batch_size": 8, "max_steps": 6, "checkpoint_interval": 3, "log_interval": 1}
 
 
-def _run(cfg):
-    recipe = TrainFinetuneRecipeForNextTokenPrediction(cfg)
-    recipe.setup()
-    recipe.run_train_validation_loop()
-    return recipe
-
-
 @pytest.fixture(scope="module")
 def lora_run(task, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora")
     cfg = sft_config(task, out, peft={**LORA, "save_merged": True}, step_scheduler=STEPS, validation_dataset=None)
-    return _run(cfg), out
+    return run_recipe(cfg), out
 
 
 def _logits(model, ids):
@@ -66,7 +59,7 @@ def test_only_adapters_train_and_the_base_stays_as_saved(lora_run):
 
 def test_a_resumed_lora_run_is_exact(task, lora_run, tmp_path):
     recipe, out = lora_run
-    resumed = _run(
+    resumed = run_recipe(
         sft_config(
             task,
             tmp_path,

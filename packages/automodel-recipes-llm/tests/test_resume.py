@@ -10,19 +10,12 @@ import time
 
 import pytest
 import torch
-from recipe_test_helpers import read_jsonl, sft_config
+from recipe_test_helpers import read_jsonl, run_recipe, sft_config
 from safetensors.torch import load_file
 
 from automodel.checkpoint import CheckpointError
 from automodel.config import ConfigError, dump_yaml
 from automodel.recipes.llm.train_ft import TrainFinetuneRecipeForNextTokenPrediction
-
-
-def _run(cfg):
-    recipe = TrainFinetuneRecipeForNextTokenPrediction(cfg)
-    recipe.setup()
-    recipe.run_train_validation_loop()
-    return recipe
 
 
 def _schedule(max_steps: int, checkpoint_interval: int) -> dict:
@@ -38,11 +31,10 @@ def _losses(run_dir) -> dict[int, float]:
 def test_a_resumed_run_repeats_the_uninterrupted_losses_and_weights_bit_for_bit(task, tmp_path, packed):
     extra = {"packed_sequence": {"enabled": True, "packed_sequence_size": 96}} if packed else {}
     cosine = {"_target_": "automodel.training.warmup_cosine", "warmup_steps": 2, "min_lr_ratio": 0.1}
-    full = _run(sft_config(task, tmp_path / "full", step_scheduler=_schedule(12, 5), validation_dataset=None,
-                           lr_scheduler=cosine, **extra))  # fmt: skip
-    resumed = _run(sft_config(task, tmp_path / "resumed", step_scheduler=_schedule(12, 5), validation_dataset=None,
-                              lr_scheduler=cosine, restore_from={"path": str(tmp_path / "full" / "step_000005")},
-                              **extra))  # fmt: skip
+    common = {"step_scheduler": _schedule(12, 5), "validation_dataset": None, "lr_scheduler": cosine, **extra}
+    full = run_recipe(sft_config(task, tmp_path / "full", **common))
+    restore = {"path": str(tmp_path / "full" / "step_000005")}
+    resumed = run_recipe(sft_config(task, tmp_path / "resumed", restore_from=restore, **common))
     uninterrupted, after = _losses(tmp_path / "full"), _losses(tmp_path / "resumed")
     assert sorted(after) == list(range(6, 13))
     assert all(after[step] == uninterrupted[step] for step in after)
@@ -52,7 +44,7 @@ def test_a_resumed_run_repeats_the_uninterrupted_losses_and_weights_bit_for_bit(
 
 def test_auto_resume_continues_the_same_run_and_keeps_one_record_per_step(task, tmp_path):
     first = sft_config(task, tmp_path, step_scheduler=_schedule(4, 2), validation_dataset=None)
-    _run(first)
+    run_recipe(first)
     again = sft_config(task, tmp_path, step_scheduler=_schedule(6, 2), validation_dataset=None,
                        checkpoint={"dir": str(tmp_path), "auto_resume": True})  # fmt: skip
     recipe = TrainFinetuneRecipeForNextTokenPrediction(again)
@@ -66,13 +58,13 @@ def test_auto_resume_continues_the_same_run_and_keeps_one_record_per_step(task, 
 def test_keep_last_n_keeps_the_newest_steps(task, tmp_path):
     cfg = sft_config(task, tmp_path, step_scheduler=_schedule(6, 1), validation_dataset=None,
                      checkpoint={"dir": str(tmp_path), "keep_last_n": 2})  # fmt: skip
-    _run(cfg)
+    run_recipe(cfg)
     assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_000005", "step_000006"]
 
 
 def test_async_save_writes_the_same_weights_as_a_synchronous_save(task, tmp_path):
     for name, async_save in (("sync", False), ("async", True)):
-        _run(sft_config(task, tmp_path / name, step_scheduler=_schedule(3, 3), validation_dataset=None,
+        run_recipe(sft_config(task, tmp_path / name, step_scheduler=_schedule(3, 3), validation_dataset=None,
                         checkpoint={"dir": str(tmp_path / name), "async_save": async_save}))  # fmt: skip
     sync = load_file(tmp_path / "sync" / "step_000003" / "model" / "model.safetensors")
     written = load_file(tmp_path / "async" / "step_000003" / "model" / "model.safetensors")
@@ -99,14 +91,14 @@ def test_sigterm_saves_at_the_next_step_and_exits_zero(task, tmp_path):
 
 
 def test_restoring_a_missing_checkpoint_lists_what_exists(task, tmp_path):
-    _run(sft_config(task, tmp_path, step_scheduler=_schedule(2, 1), validation_dataset=None))
+    run_recipe(sft_config(task, tmp_path, step_scheduler=_schedule(2, 1), validation_dataset=None))
     cfg = sft_config(task, tmp_path, restore_from={"path": str(tmp_path / "step_000009")})
     with pytest.raises(CheckpointError, match=r"does not exist; complete checkpoints in .*step_000001, step_000002"):
         TrainFinetuneRecipeForNextTokenPrediction(cfg).setup()
 
 
 def test_restoring_into_a_different_model_names_both_configs(task, tmp_path):
-    _run(sft_config(task, tmp_path, step_scheduler=_schedule(1, 1), validation_dataset=None))
+    run_recipe(sft_config(task, tmp_path, step_scheduler=_schedule(1, 1), validation_dataset=None))
     cfg = sft_config(task, tmp_path / "other", restore_from={"path": str(tmp_path / "step_000001")})
     cfg.model.config.hidden_size = 32
     with pytest.raises(CheckpointError, match=r"different model: its config is .*step_000001/model/config.json.*"

@@ -6,23 +6,16 @@ import json
 
 import pytest
 import torch
-from recipe_test_helpers import read_jsonl, sft_config
+from recipe_test_helpers import read_jsonl, run_recipe, sft_config
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from automodel.recipes.llm.train_ft import TrainFinetuneRecipeForNextTokenPrediction, main
-
-
-def _run(cfg):
-    recipe = TrainFinetuneRecipeForNextTokenPrediction(cfg)
-    recipe.setup()
-    recipe.run_train_validation_loop()
-    return recipe
+from automodel.recipes.llm.train_ft import main
 
 
 @pytest.fixture(scope="module")
 def trained(task, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    return _run(sft_config(task, out)), out
+    return run_recipe(sft_config(task, out)), out
 
 
 def test_validation_loss_falls(trained):
@@ -68,7 +61,7 @@ def test_the_saved_model_reloads_in_transformers_with_identical_logits(trained):
 
 def test_packed_sequences_learn_too(task, tmp_path):
     cfg = sft_config(task, tmp_path, packed_sequence={"enabled": True, "packed_sequence_size": 96})
-    _run(cfg)
+    run_recipe(cfg)
     records = read_jsonl(tmp_path / "validation.jsonl")
     assert records[-1]["val_loss"] < 0.5 * records[0]["val_loss"]
 
@@ -85,7 +78,7 @@ def test_chunked_cross_entropy_gives_the_same_first_steps(task, tmp_path):
         lr_scheduler=schedule,
         loss_fn={"_target_": "automodel.training.ChunkedCrossEntropy", "chunk_size": 7},
     )
-    _run(plain), _run(chunked)
+    run_recipe(plain), run_recipe(chunked)
     a = [r["loss"] for r in read_jsonl(tmp_path / "plain" / "training.jsonl")]
     b = [r["loss"] for r in read_jsonl(tmp_path / "chunked" / "training.jsonl")]
     assert a == pytest.approx(b, abs=1e-5)
@@ -99,7 +92,7 @@ def test_generation_exact_match_is_recorded_with_its_predictions(task, tmp_path)
         lr_scheduler=None,
         step_scheduler={"global_batch_size": 8, "local_batch_size": 8, "max_steps": 2, "val_check_interval": 2},
     )
-    _run(cfg)
+    run_recipe(cfg)
     records = read_jsonl(tmp_path / "validation.jsonl")
     assert all(0.0 <= r["exact_match"] <= 1.0 for r in records)
     generations = read_jsonl(tmp_path / "generations.jsonl")
@@ -146,7 +139,7 @@ def test_a_small_max_shard_size_writes_an_indexed_sharded_model_that_reloads(tas
         lr_scheduler=None,
         checkpoint={"dir": str(tmp_path), "max_shard_size": "100KB"},
     )
-    recipe = _run(cfg)
+    recipe = run_recipe(cfg)
     model_dir = tmp_path / "step_000001" / "model"
     shards = sorted(p.name for p in model_dir.glob("model-*.safetensors"))
     index = json.loads((model_dir / "model.safetensors.index.json").read_text())

@@ -39,6 +39,8 @@ class LoRAConfig:
         fused: run the LoRA branch through torch.compile.
         compile_backend: the torch.compile backend used when ``fused`` is set.
         r: alias of ``dim``.
+        save_merged: a request to trainers that checkpoint (the automodel recipes): also save a full
+            model with the adapters merged in. ``apply_lora`` itself does not read it.
     """
 
     dim: int | None = None
@@ -55,6 +57,7 @@ class LoRAConfig:
     fused: bool = False
     compile_backend: str = "inductor"
     r: int | None = None
+    save_merged: bool = False
 
     def __post_init__(self) -> None:
         """Resolve the ``r`` alias, normalise patterns and dtype, and reject values that cannot work."""

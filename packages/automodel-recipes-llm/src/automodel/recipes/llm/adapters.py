@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from automodel.checkpoint import save_hf_weights
-from automodel.config import ConfigError, ConfigNode, config_error, instantiate
+from automodel.config import ConfigNode, config_error
 from automodel.peft import (
     LoRAConfig,
     apply_lora,
@@ -19,29 +18,19 @@ from automodel.peft import (
     save_adapter,
     unmerge_lora,
 )
+from automodel.recipes.llm.sections import errors_named_by
 
-RECIPE_KEYS = ("save_merged",)
 ADAPTER_PARTS = (".lora_A.", ".lora_B.", "lora_magnitude_vector")
 
 
-@dataclass(frozen=True)
-class PeftSettings:
-    """The ``peft:`` section: the LoRA config and whether checkpoints also hold a merged full model."""
-
-    lora: LoRAConfig
-    save_merged: bool = False
-
-
-def build_peft(cfg: ConfigNode) -> PeftSettings | None:
-    """Build ``peft:`` (``_target_: automodel.peft.LoRAConfig`` plus ``save_merged``), or None when absent."""
+def build_peft(cfg: ConfigNode) -> LoRAConfig | None:
+    """Build ``peft:`` (``_target_: automodel.peft.LoRAConfig``; its ``save_merged`` asks checkpoints for a
+    merged full model too), or None when absent."""
     section = cfg.get("peft")
     if section is None:
         return None
-    options = {k: v for k, v in section.to_container().items() if k not in RECIPE_KEYS}
-    try:
-        lora = instantiate(options)
-    except ConfigError as exc:
-        raise config_error(section, exc.message, exc.path, exc.hint) from None
+    with errors_named_by(cfg, "peft"):
+        lora = section.instantiate()
     if not isinstance(lora, LoRAConfig):
         raise config_error(
             section,
@@ -49,17 +38,13 @@ def build_peft(cfg: ConfigNode) -> PeftSettings | None:
             "_target_",
             "use _target_: automodel.peft.LoRAConfig",
         )
-    return PeftSettings(lora, bool(section.get("save_merged", False)))
+    return lora
 
 
-def add_adapters(model: torch.nn.Module, settings: PeftSettings, cfg: ConfigNode) -> str:
+def add_adapters(model: torch.nn.Module, lora: LoRAConfig, cfg: ConfigNode) -> str:
     """Apply LoRA to ``model`` in place (only adapters stay trainable); return a one-line summary."""
-    try:
-        apply_lora(model, settings.lora)
-    except Exception as exc:
-        if getattr(exc, "user_error", False):
-            raise config_error(cfg, str(exc), "peft") from None
-        raise
+    with errors_named_by(cfg, "peft"):
+        apply_lora(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return f"LoRA on {len(lora_modules(model))} modules: {trainable:,} of {total:,} parameters trainable"
@@ -68,12 +53,8 @@ def add_adapters(model: torch.nn.Module, settings: PeftSettings, cfg: ConfigNode
 def quantize_base(model: torch.nn.Module, cfg: ConfigNode) -> None:
     """Apply the ``quantization:`` section (``_target_: automodel.peft.QuantizationConfig``): 4-bit NF4
     base weights for QLoRA. Needs CUDA and bitsandbytes; otherwise a ConfigError naming the section."""
-    try:
+    with errors_named_by(cfg, "quantization"):
         quantize_base_weights(model, cfg.quantization.instantiate())
-    except Exception as exc:
-        if getattr(exc, "user_error", False) and not isinstance(exc, ConfigError):
-            raise config_error(cfg, str(exc), "quantization") from None
-        raise
 
 
 def write_adapter(model: torch.nn.Module, model_dir: Path, base_model_name_or_path: str | None) -> None:

@@ -38,6 +38,7 @@ from automodel.recipes.llm.checkpointing import (
     restore_step,
     truncate_history,
 )
+from automodel.recipes.llm.sections import errors_named_by
 from automodel.training import (
     BaseRecipe,
     JsonlWriter,
@@ -95,12 +96,8 @@ def check_sections(cfg: ConfigNode) -> None:
 
 def _built(cfg: ConfigNode, section: str, **runtime: Any) -> Any:
     """Instantiate ``cfg[section]``; a user error from the component is re-raised naming the section."""
-    try:
+    with errors_named_by(cfg, section):
         return cfg[section].instantiate(**runtime)
-    except Exception as exc:
-        if getattr(exc, "user_error", False) and not isinstance(exc, ConfigError):
-            raise config_error(cfg, str(exc), section) from None
-        raise
 
 
 def build_model(cfg: ConfigNode, device: torch.device) -> torch.nn.Module:
