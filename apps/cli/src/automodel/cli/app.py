@@ -118,9 +118,8 @@ def show_command(
     typer.echo(_load(config, ctx.args).to_yaml(resolve=resolve, redact=True), nl=False)
 
 
-def _launch(route: Route, config_path: Path, overrides: list[str], options: LaunchOptions) -> int:
+def _launch(route: Route, config_path: Path, cfg: Any, overrides: list[str], options: LaunchOptions) -> int:
     check_options(options)
-    cfg = _load(config_path, overrides)
     check_launcher_sections(cfg)
     path = str(config_path.resolve())
     distributed = options.multi_process() and not inside_torchrun()
@@ -140,10 +139,6 @@ def _launch(route: Route, config_path: Path, overrides: list[str], options: Laun
     if worker_error is not None:
         raise CliError(worker_error)
     return code
-
-
-def _launch_options(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run) -> LaunchOptions:
-    return LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run)
 
 
 NprocOption = typer.Option(1, "--nproc-per-node", help="Processes per node; more than 1 runs torchrun.")
@@ -174,8 +169,8 @@ def run_route(
     route = find_route(ctx.info_name or "", domain)
     if config is None:
         raise CliError(f"no config file given; run automodel {route.command} {route.domain} -c path/to/config.yaml")
-    options = _launch_options(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run)
-    return _launch(route, config, list(ctx.args), options)
+    options = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run)
+    return _launch(route, config, _load(config, ctx.args), list(ctx.args), options)
 
 
 _file_app = typer.Typer(add_completion=False)
@@ -200,8 +195,8 @@ def run_file(
             f"{config}: no `{RECIPE_KEY}:` key says which recipe to run; add e.g. `{RECIPE_KEY}: finetune.llm`, "
             "or run automodel <command> <domain> -c " + str(config)
         )
-    options = _launch_options(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run)
-    return _launch(route_by_name(name.strip()), config, list(ctx.args), options)
+    options = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run)
+    return _launch(route_by_name(name.strip()), config, cfg, list(ctx.args), options)
 
 
 _ROUTE_COMMAND = typer.main.get_command(_route_app)

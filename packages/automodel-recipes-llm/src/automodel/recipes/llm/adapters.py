@@ -18,6 +18,7 @@ from automodel.peft import (
     save_adapter,
     unmerge_lora,
 )
+from automodel.recipes.llm.checkpointing import write_model_metadata
 from automodel.recipes.llm.sections import errors_named_by
 
 ADAPTER_PARTS = (".lora_A.", ".lora_B.", "lora_magnitude_vector")
@@ -103,10 +104,7 @@ def save_base_model(model: torch.nn.Module, tokenizer: Any, out_dir: Path, max_s
 def write_hf_model(state: dict, model: torch.nn.Module, tokenizer: Any, out_dir: Path, max_shard_size: str) -> None:
     """Write ``state`` as consolidated safetensors plus the model's configs and the tokenizer into ``out_dir``."""
     save_hf_weights(state, out_dir, max_shard_size=max_shard_size)
-    model.config.save_pretrained(out_dir)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    write_model_metadata(model, tokenizer, out_dir)
 
 
 def write_merged_model(model: torch.nn.Module, tokenizer: Any, out_dir: Path, max_shard_size: str) -> None:

@@ -85,6 +85,14 @@ def restore_step(cfg: ConfigNode, checkpointer: Checkpointer, settings: Checkpoi
     return checkpointer.resolve("latest", missing_ok=True) if settings.auto_resume else None
 
 
+def write_model_metadata(model: Any, tokenizer: Any, out_dir: Path) -> None:
+    """Write ``config.json``, ``generation_config.json`` (when the model has one) and the tokenizer into ``out_dir``."""
+    model.config.save_pretrained(out_dir)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
 def truncate_history(run_dir: Path, last_step: int) -> None:
     """Drop the metric records of steps after ``last_step`` (steps a resumed run will redo)."""
     for name in METRIC_FILES:

@@ -37,6 +37,7 @@ from automodel.recipes.llm.checkpointing import (
     build_checkpointer,
     restore_step,
     truncate_history,
+    write_model_metadata,
 )
 from automodel.recipes.llm.sections import errors_named_by
 from automodel.training import (
@@ -351,11 +352,10 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                 if scheduler.is_val_step and self.val_dataloader is not None:
                     self._validate()
                 final = scheduler.is_last_step and self.checkpoint.save_final
-                if self.checkpoint.enabled and (final or (scheduler.is_ckpt_step and not scheduler.is_last_step)):
+                due = final or (scheduler.is_ckpt_step and not scheduler.is_last_step)
+                if self.checkpoint.enabled and (due or stop.requested):
                     last_step = self.save_checkpoint()
                 if stop.requested:
-                    if self.checkpoint.enabled and last_step != self._step_dir():
-                        last_step = self.save_checkpoint()
                     self.progress.message(
                         f"{stop.signal} received: saved {last_step}, stopping at step {scheduler.step}"
                     )
@@ -365,9 +365,6 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             self._validate()
         self.progress.close()
         self._farewell(last_step)
-
-    def _step_dir(self) -> Path:
-        return self.checkpoint.dir / f"step_{self.step_scheduler.step:06d}"
 
     def _log(self, result: Any, lr: float, tps: float, tokens_per_row: float) -> None:
         flops = training_flops_per_token(self.model.config, max(1, round(tokens_per_row)))
@@ -434,10 +431,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                     self.model, self.tokenizer, model_dir.parent / "merged", self.checkpoint.max_shard_size
                 )
             return
-        self.model.config.save_pretrained(model_dir)
-        if getattr(self.model, "generation_config", None) is not None:
-            self.model.generation_config.save_pretrained(model_dir)
-        self.tokenizer.save_pretrained(model_dir)
+        write_model_metadata(self.model, self.tokenizer, model_dir)
 
     def _farewell(self, last_step: Path | None) -> None:
         if last_step is None:
