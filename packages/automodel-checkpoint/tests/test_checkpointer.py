@@ -245,6 +245,23 @@ def test_a_rank_file_missing_on_load_says_how_many_processes_saved(tmp_path) -> 
         checkpointer.load(step_dir, model=run.model, stateful={"sampler": run.lr_scheduler})
 
 
+def test_replicated_state_and_rng_load_rank0s_files_on_a_rank_the_saving_run_did_not_have(
+    tmp_path, monkeypatch
+) -> None:
+    run = build_run()
+    checkpointer = Checkpointer(tmp_path)
+    step_dir = _save(checkpointer, run)
+    assert checkpointer.saved_world_size(step_dir) == 1
+    resumed = build_run(seed=1)
+    monkeypatch.setattr("automodel.checkpoint.checkpointer.rank", lambda: 1)  # rank 1 of a larger run
+    with pytest.raises(CheckpointError, match=r"has rank0.json but no rank1.json.*resume with 1 processes"):
+        checkpointer.load(step_dir, model=resumed.model, stateful={"lr_scheduler": resumed.lr_scheduler})
+    checkpointer.load(
+        step_dir, model=resumed.model, stateful={"lr_scheduler": resumed.lr_scheduler}, replicated=["lr_scheduler"]
+    )
+    assert resumed.lr_scheduler.state_dict() == run.lr_scheduler.state_dict()
+
+
 class _Opaque:
     def state_dict(self) -> dict:
         return {"position": 3, "handle": object()}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from data_test_helpers import SENTENCES, write_jsonl
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from automodel.data import build_dataloader, set_epoch
+from automodel.data import DataError, build_dataloader, fast_forward, set_epoch
 from automodel.data.llm import MockDataset, PretrainTextDataset, StreamingPretrainTextDataset, default_collater
 
 INDEXED = [{"input_ids": [i], "labels": [i]} for i in range(40)]
@@ -56,6 +57,43 @@ def test_data_parallel_ranks_read_disjoint_parts_that_cover_the_dataset() -> Non
         seen.append({i for batch in _ids(loader) for i in batch})
     assert seen[0].isdisjoint(seen[1])
     assert seen[0] | seen[1] == set(range(40))
+
+
+@pytest.mark.parametrize(("saved_dp", "resumed_dp"), [(2, 1), (1, 2), (4, 2)])
+def test_fast_forward_continues_an_epoch_saved_under_another_data_parallel_size(saved_dp, resumed_dp) -> None:
+    # Steps of 8 samples: the first three steps read the epoch's first 24 samples under any split.
+    reference = build_dataloader(INDEXED, batch_size=8, collate_fn=default_collater, seed=5)
+    set_epoch(reference, 2)
+    epoch_order = [i for batch in _ids(reference) for i in batch]
+    read_before = set()
+    for rank in range(saved_dp):
+        loader = build_dataloader(
+            INDEXED, batch_size=8 // saved_dp, collate_fn=default_collater, seed=5, dp_rank=rank, dp_size=saved_dp
+        )
+        set_epoch(loader, 2)
+        read_before |= {i for batch in _ids(loader)[:3] for i in batch}
+    assert read_before == set(epoch_order[:24])
+    read_after = []
+    for rank in range(resumed_dp):
+        loader = build_dataloader(
+            INDEXED, batch_size=8 // resumed_dp, collate_fn=default_collater, seed=5, dp_rank=rank, dp_size=resumed_dp
+        )
+        fast_forward(loader, epoch=2, samples_into_epoch=24)
+        read_after.append([i for batch in _ids(loader) for i in batch])
+    assert sorted(i for ids in read_after for i in ids) == sorted(epoch_order[24:])
+
+
+def test_fast_forward_refuses_a_position_that_does_not_split_over_the_ranks(tokenizer, tmp_path: Path) -> None:
+    loader = build_dataloader(INDEXED, batch_size=2, collate_fn=default_collater, dp_rank=0, dp_size=2)
+    with pytest.raises(DataError, match="evenly over 2 data-parallel ranks"):
+        fast_forward(loader, epoch=0, samples_into_epoch=3)
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, [{"text": s} for s in SENTENCES])
+    streaming = build_dataloader(
+        StreamingPretrainTextDataset(str(path), tokenizer, seq_length=8), batch_size=2, collate_fn=default_collater
+    )
+    with pytest.raises(DataError, match="streaming dataset cannot resume"):
+        fast_forward(streaming, epoch=0, samples_into_epoch=4)
 
 
 def test_without_shuffle_the_order_is_the_dataset_order_and_drop_last_applies() -> None:

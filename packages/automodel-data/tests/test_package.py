@@ -61,4 +61,4 @@ def test_data_error_is_a_value_error_the_cli_prints_as_a_user_error() -> None:
     assert isinstance(error, ValueError)
     assert DataError.user_error is True
     assert str(error) == "dataset train.jsonl: has no rows; check the split"
-    assert data.__version__ == "0.1.0"
+    assert data.__version__ == "0.2.0"

@@ -106,8 +106,16 @@ def test_state_dict_restores_step_and_epoch_and_iteration_continues_to_max_steps
             break
     second = StepScheduler(Loader(4), 2, 1, max_steps=6)
     second.load_state_dict(first.state_dict())
-    assert second.state_dict() == {"step": 3, "epoch": 1}
+    assert second.state_dict() == {"step": 3, "epoch": 1, "epoch_step": 1}
+    assert second.samples_into_epoch == 2
     assert len(list(second)) == 3
+    assert (second.epoch, second.epoch_step) == (2, 1)
+
+
+def test_a_state_saved_before_epoch_step_existed_loads_at_the_epoch_start():
+    scheduler = StepScheduler(Loader(4), 2, 1, max_steps=6)
+    scheduler.load_state_dict({"step": 2, "epoch": 1})
+    assert scheduler.epoch_step == 0
 
 
 def test_a_dataset_without_length_needs_max_steps():

@@ -6,7 +6,7 @@ from automodel.checkpoint.fingerprint import config_fingerprint
 from automodel.checkpoint.hf_weights import IncompatibleKeys, load_hf_weights, load_hf_weights_into, save_hf_weights
 from automodel.checkpoint.signals import SaveOnSignal
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CheckpointError",

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,14 +217,23 @@ class Checkpointer:
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer | None = None,
         stateful: Mapping[str, Any] | None = None,
+        replicated: Collection[str] = (),
     ) -> dict[str, Any]:
         """Restore a step: model and optimizer exactly (from ``optim/``), stateful objects, then this rank's RNG.
+
+        A run saved by N processes resumes on M: DCP reshards model and optimizer, and the
+        stateful objects named in ``replicated`` (state that is the same on every rank, such
+        as the LR and step schedulers) load rank 0's file when this rank has none. Per-rank
+        state (a data loader's position) is not moved between ranks: leave it out of
+        ``stateful`` and reposition it when ``saved_world_size`` differs from the current one.
+        A rank without an RNG file of its own takes rank 0's RNG state.
 
         Args:
             step_dir: a complete step folder (see ``resolve``).
             model: receives the saved weights, resharded to its current layout.
             optimizer: receives the saved optimizer state when given.
             stateful: ``{name: object}`` as passed to ``save``; each loads this rank's file.
+            replicated: names in ``stateful`` whose state is the same on every rank.
 
         Returns:
             The contents of ``train_state.json`` (with ``step``).
@@ -236,8 +245,8 @@ class Checkpointer:
         path = self._complete(Path(step_dir), f"step folder {step_dir}")
         restore_resume_state(path / layout.RESUME_DIR, model, optimizer, self._group)
         for name, obj in (stateful or {}).items():
-            obj.load_state_dict(decode_state(self._read_rank_file(path, name)))
-        restore_rng_state(self._read_rank_file(path, layout.RNG_DIR))
+            obj.load_state_dict(decode_state(self._read_rank_file(path, name, from_rank0=name in replicated)))
+        restore_rng_state(self._read_rank_file(path, layout.RNG_DIR, from_rank0=True))
         return json.loads((path / layout.TRAIN_STATE).read_text(encoding="utf-8"))
 
     def check_same_model(self, step_dir: str | os.PathLike[str], fingerprint: str, describe_current: str) -> None:
@@ -313,8 +322,15 @@ class Checkpointer:
             f"{layout.RESUME_DIR}/; an interrupted save leaves a .partial folder); {available}"
         )
 
-    def _read_rank_file(self, step_dir: Path, folder: str) -> Any:
+    def saved_world_size(self, step_dir: str | os.PathLike[str]) -> int:
+        """Return how many processes saved ``step_dir`` (the number of per-rank RNG files)."""
+        path = self._complete(Path(step_dir), f"step folder {step_dir}")
+        return len(list((path / layout.RNG_DIR).glob("rank*.json")))
+
+    def _read_rank_file(self, step_dir: Path, folder: str, from_rank0: bool = False) -> Any:
         path = layout.rank_file(step_dir, folder, rank())
+        if not path.is_file() and from_rank0:
+            path = layout.rank_file(step_dir, folder, 0)
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))
         if not (step_dir / folder).is_dir():

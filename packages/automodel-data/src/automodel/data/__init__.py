@@ -3,15 +3,16 @@
 The LLM datasets, collation and packing live in ``automodel.data.llm``.
 """
 
-from automodel.data.dataloader import build_dataloader, set_epoch
+from automodel.data.dataloader import build_dataloader, fast_forward, set_epoch
 from automodel.data.errors import DataError
 from automodel.data.loading import load_hf_dataset
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DataError",
     "build_dataloader",
+    "fast_forward",
     "load_hf_dataset",
     "set_epoch",
 ]

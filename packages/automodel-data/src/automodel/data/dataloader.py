@@ -11,6 +11,8 @@ from torch.utils.data import Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
+from automodel.data.errors import DataError
+
 # torchdata calls a torch function that newer torch deprecates, warning on every iteration;
 # it is torchdata's own call and nothing a user can act on.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
@@ -84,6 +86,33 @@ def build_dataloader(
         drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed + dp_rank),
     )
+
+
+def fast_forward(loader: StatefulDataLoader, epoch: int, samples_into_epoch: int) -> None:
+    """Position a fresh loader ``samples_into_epoch`` samples into ``epoch``, counted over all data-parallel ranks.
+
+    This resumes a run saved with a different number of data-parallel ranks: the shuffled
+    order of an epoch does not depend on the number of ranks, and each optimizer step takes
+    the next ``global_batch_size`` samples of it, whatever the split. The next iteration
+    starts at this rank's share of that position.
+
+    Raises:
+        DataError: the loader reads a streaming dataset (its position cannot be moved to
+            another number of ranks), or the position does not divide among the ranks.
+    """
+    sampler = loader.sampler
+    if not isinstance(sampler, _ResumableDistributedSampler):
+        raise DataError(
+            "a streaming dataset cannot resume with a different number of data-parallel ranks than it was saved "
+            "with; resume with the same number of processes, or use a map-style dataset"
+        )
+    if samples_into_epoch % sampler.num_replicas:
+        raise DataError(
+            f"cannot split the {samples_into_epoch} samples already read this epoch evenly over "
+            f"{sampler.num_replicas} data-parallel ranks; resume with a data-parallel size that divides the "
+            "global batch size"
+        )
+    sampler.load_state_dict({"yielded": samples_into_epoch // sampler.num_replicas, "epoch": epoch})
 
 
 def set_epoch(loader: StatefulDataLoader, epoch: int) -> None:

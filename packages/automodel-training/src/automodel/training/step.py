@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import torch
 
 from automodel.training.loss import IGNORE_INDEX, forward_loss
+
+MicroBatchHook = Callable[[dict], tuple[contextlib.AbstractContextManager, dict]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,16 @@ def clip_grad_norm(parameters: Any, max_norm: float | None) -> float:
     return float(norm)
 
 
+def _gradient_sync(model: torch.nn.Module, enabled: bool) -> contextlib.AbstractContextManager:
+    """Hold back a data-parallel wrapper's gradient reduction (its ``no_sync``) until the step's last micro-batch.
+
+    DDP reduces whatever ``.grad`` holds, so reducing after every micro-batch would add the
+    earlier micro-batches' reduced gradients in again; models without ``no_sync`` sync as usual.
+    """
+    no_sync = getattr(model, "no_sync", None)
+    return contextlib.nullcontext() if enabled or no_sync is None else no_sync()
+
+
 def train_step(
     model: torch.nn.Module,
     micro_batches: Sequence[dict],
@@ -75,12 +88,18 @@ def train_step(
     max_grad_norm: float | None = None,
     device: torch.device | str = "cpu",
     all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    prepare_micro_batch: MicroBatchHook | None = None,
 ) -> StepResult:
     """Run forward/backward over ``micro_batches``, then clip, step the optimizer and the LR schedule.
 
     Every micro-batch loss is divided by the label-token count of the whole step (summed
     over ranks by ``all_reduce`` when given), so accumulation over any split equals one big
-    batch. Returns a StepResult with the step's mean token loss and gradient norm.
+    batch. A data-parallel wrapper must therefore sum gradients over ranks, not average
+    them; a wrapper with ``no_sync()`` (DDP) reduces once, after the last micro-batch.
+    ``prepare_micro_batch(batch) -> (context, batch)`` is applied to each micro-batch on
+    the device, and its context is entered around that micro-batch's forward and backward
+    (context parallelism, loss over vocabulary-sharded logits). Returns a StepResult with
+    the step's mean token loss and gradient norm.
     """
     model.train()
     num_label_tokens = torch.tensor(count_label_tokens(micro_batches), device=device)
@@ -88,12 +107,15 @@ def train_step(
         num_label_tokens = all_reduce(num_label_tokens)
     loss_sum = torch.zeros((), device=device)
     num_tokens = 0
-    for micro_batch in micro_batches:
+    last = len(micro_batches) - 1
+    for index, micro_batch in enumerate(micro_batches):
         batch = to_device(micro_batch, device)
-        loss = forward_loss(model, batch, loss_fn, num_label_tokens)
-        loss.backward()
-        loss_sum += loss.detach()
         num_tokens += count_real_tokens(batch)
+        context, batch = prepare_micro_batch(batch) if prepare_micro_batch else (contextlib.nullcontext(), batch)
+        with context, _gradient_sync(model, index == last):
+            loss = forward_loss(model, batch, loss_fn, num_label_tokens)
+            loss.backward()
+        loss_sum += loss.detach()
     if all_reduce is not None:
         loss_sum = all_reduce(loss_sum)
     grad_norm = clip_grad_norm(model.parameters(), max_grad_norm)

@@ -84,6 +84,7 @@ class StepScheduler:
         self.log_interval = max(1, log_interval or 1)
         self.step = 0
         self.epoch = 0
+        self.epoch_step = 0
 
     def _total_steps(self, max_steps: int | None) -> int:
         if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
@@ -118,11 +119,13 @@ class StepScheduler:
                 if len(group) < self.grad_accumulation_steps:
                     continue
                 self.step += 1
+                self.epoch_step += 1
                 yield group
                 group = []
                 if self.step >= self.max_steps:
                     return
             self.epoch += 1
+            self.epoch_step = 0
 
     @property
     def is_last_step(self) -> bool:
@@ -144,11 +147,17 @@ class StepScheduler:
         """True when a checkpoint should be written after the current step (always after the last)."""
         return self.is_last_step or (bool(self.checkpoint_interval) and self.step % self.checkpoint_interval == 0)
 
+    @property
+    def samples_into_epoch(self) -> int:
+        """Samples (over all data-parallel ranks) the optimizer steps of the current epoch have used."""
+        return self.epoch_step * self.global_batch_size
+
     def state_dict(self) -> dict[str, int]:
-        """Return ``{"step", "epoch"}`` for checkpointing."""
-        return {"step": self.step, "epoch": self.epoch}
+        """Return ``{"step", "epoch", "epoch_step"}`` for checkpointing."""
+        return {"step": self.step, "epoch": self.epoch, "epoch_step": self.epoch_step}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore ``step`` and ``epoch`` from ``state_dict()``."""
+        """Restore ``step``, ``epoch`` and the step within the epoch from ``state_dict()``."""
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
+        self.epoch_step = int(state.get("epoch_step", 0))

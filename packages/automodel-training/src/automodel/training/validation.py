@@ -2,33 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 
 from automodel.training.loss import IGNORE_INDEX, forward_loss
-from automodel.training.step import count_label_tokens, to_device
+from automodel.training.step import MicroBatchHook, count_label_tokens, to_device
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, dataloader: Iterable[dict], loss_fn: Any, device: Any = "cpu") -> dict:
+def validation_loss(
+    model: torch.nn.Module,
+    dataloader: Iterable[dict],
+    loss_fn: Any,
+    device: Any = "cpu",
+    *,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    prepare_micro_batch: MicroBatchHook | None = None,
+) -> dict:
     """Return ``{"val_loss", "val_ppl", "val_tokens"}`` over ``dataloader`` in eval mode without gradients.
 
     The loss is the mean over every label token of the set (not a mean of batch means).
+    With ``all_reduce`` (a sum over data-parallel ranks, each reading its own shard of the
+    set) the result covers every rank's batches; ``prepare_micro_batch`` is applied to each
+    batch as in ``train_step``.
     """
     was_training = model.training
     model.eval()
-    total, tokens = 0.0, 0
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
     for batch in dataloader:
         batch = to_device(batch, device)
         count = count_label_tokens([batch])
-        if count == 0:
-            continue
-        total += float(forward_loss(model, batch, loss_fn, count)) * count
-        tokens += count
+        context, batch = prepare_micro_batch(batch) if prepare_micro_batch else (contextlib.nullcontext(), batch)
+        with context:
+            loss = forward_loss(model, batch, loss_fn, max(count, 1))
+        sums += torch.stack([loss.detach().double() * count, torch.tensor(float(count), device=device)])
+    if all_reduce is not None:
+        sums = all_reduce(sums)
     model.train(was_training)
+    total, tokens = float(sums[0]), int(sums[1])
     loss = total / tokens if tokens else float("nan")
     return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)) if tokens else float("nan"), "val_tokens": tokens}
 
@@ -47,13 +62,17 @@ def generation_exact_match(
     max_new_tokens: int = 32,
     batch_size: int = 16,
     device: Any = "cpu",
+    synced_gpus: bool = False,
 ) -> dict:
     """Greedy-generate an answer for every sample's prompt and compare it with the reference.
 
     ``samples`` are dataset items with ``input_ids``, pre-shifted ``labels`` and
     ``prompt_length``. Prompts are left-padded in batches and decoded with special tokens
     skipped; a prediction matches when its stripped text equals the stripped reference.
-    Returns ``{"exact_match": 0..1, "predictions": [{"prompt", "reference", "prediction", "match"}]}``.
+    Pass ``synced_gpus=True`` when the model is sharded (FSDP2, TP) and every rank
+    generates the same samples: ranks then keep running forward passes together until all
+    are done. Returns ``{"exact_match": 0..1, "predictions": [{"prompt", "reference",
+    "prediction", "match"}]}``.
     """
     was_training = model.training
     model.eval()
@@ -71,6 +90,7 @@ def generation_exact_match(
             do_sample=False,
             pad_token_id=pad_id,
             eos_token_id=tokenizer.eos_token_id,
+            synced_gpus=synced_gpus,
         )
         for (prompt, reference), generated in zip(chunk, output[:, width:].tolist(), strict=True):
             prediction = tokenizer.decode(generated, skip_special_tokens=True).strip()

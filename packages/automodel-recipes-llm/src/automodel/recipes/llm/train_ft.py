@@ -10,8 +10,8 @@ steps, logging, validation and checkpoints on the step scheduler's schedule.
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +22,9 @@ import torch
 from automodel.checkpoint import SaveOnSignal, config_fingerprint
 from automodel.config import ConfigError, ConfigNode, config_error, did_you_mean, load_config_from_argv, location_of
 from automodel.data import build_dataloader as make_dataloader
+from automodel.data import fast_forward
 from automodel.data.llm import default_collater, pack_dataset, packed_collater
+from automodel.distributed import Parallelism, destroy_distributed, setup_parallelism, unwrap_model
 from automodel.models import load_tokenizer, training_flops_per_token
 from automodel.recipes.llm.adapters import (
     add_adapters,
@@ -79,6 +81,7 @@ SECTIONS = {
     "quantization",
     "validation",
     "logging",
+    "distributed",
 }
 REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
 
@@ -152,9 +155,19 @@ def build_dataset(cfg: ConfigNode, section: str, tokenizer: Any) -> Any:
 
 
 def build_dataloader(
-    cfg: ConfigNode, dataset: Any, tokenizer: Any, batch_size: int, seed: int, training: bool = True
+    cfg: ConfigNode,
+    dataset: Any,
+    tokenizer: Any,
+    batch_size: int,
+    seed: int,
+    training: bool = True,
+    dp_rank: int = 0,
+    dp_size: int = 1,
 ) -> Any:
-    """Wrap ``dataset`` in a resumable dataloader with padding (or packing when ``packed_sequence.enabled``)."""
+    """Wrap ``dataset`` in a resumable dataloader with padding (or packing when ``packed_sequence.enabled``).
+
+    Each of the ``dp_size`` data-parallel ranks reads its own part (``dp_rank``).
+    """
     options = cfg.get("dataloader") or {}
     packing = cfg.get("packed_sequence") or {}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -170,6 +183,8 @@ def build_dataloader(
         collate_fn=collate,
         shuffle=bool(options.get("shuffle", True)) and training,
         seed=seed,
+        dp_rank=dp_rank,
+        dp_size=dp_size,
         num_workers=int(options.get("num_workers", 0)),
         drop_last=training,
     )
@@ -193,6 +208,17 @@ def build_lr_scheduler(cfg: ConfigNode, optimizer: torch.optim.Optimizer, total_
     return _built(cfg, "lr_scheduler", optimizer=optimizer, total_steps=total_steps)
 
 
+def build_parallelism(cfg: ConfigNode) -> Parallelism:
+    """Validate ``distributed:``, join the launcher's process group and build the device mesh.
+
+    One process with no ``distributed:`` section gets no process group; a launch with
+    several processes and no section runs FSDP2 over all of them.
+    """
+    section = cfg.get("distributed")
+    with errors_named_by(cfg, "distributed"):
+        return setup_parallelism(section.to_container() if isinstance(section, ConfigNode) else section)
+
+
 def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> StepScheduler:
     """Build the StepScheduler from ``step_scheduler:`` (plain keys, not a ``_target_``)."""
     options = cfg.step_scheduler.to_container()
@@ -203,7 +229,7 @@ def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> 
 
 
 class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
-    """Fine-tune (or pre-train) a causal LM on one process; see the module docstring."""
+    """Fine-tune (or pre-train) a causal LM on one process or many; see the module docstring."""
 
     def __init__(self, cfg: ConfigNode) -> None:
         self.cfg = cfg
@@ -212,16 +238,8 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         """Build model, tokenizer, data, optimizer, schedules and writers from the config."""
         cfg = self.cfg
         check_sections(cfg)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError(
-                "train_ft runs as one process until automodel-distributed lands (issue #6)",
-                hint="run without --nproc-per-node",
-            )
-        self.device = (
-            torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            if torch.cuda.is_available()
-            else torch.device("cpu")
-        )
+        self.parallel = build_parallelism(cfg)
+        self.device = self.parallel.device
         self.seed = set_seed(int(cfg.get("seed", 42)))
         self.tokenizer = build_tokenizer(cfg)
         self.model = build_model(cfg, self.device)
@@ -246,9 +264,19 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                 "quantization",
                 "add a `peft:` section (QLoRA) or remove `quantization:`",
             )
+        self.model = self.parallel.parallelize(self.model)
+        parallel = self.parallel
         local_batch_size = int(cfg.step_scheduler.get("local_batch_size", 1))
         self.dataset = build_dataset(cfg, "dataset", self.tokenizer)
-        self.dataloader = build_dataloader(cfg, self.dataset, self.tokenizer, local_batch_size, self.seed)
+        self.dataloader = build_dataloader(
+            cfg,
+            self.dataset,
+            self.tokenizer,
+            local_batch_size,
+            self.seed,
+            dp_rank=parallel.dp_rank,
+            dp_size=parallel.dp_size,
+        )
         self.val_dataset = (
             build_dataset(cfg, "validation_dataset", self.tokenizer) if "validation_dataset" in cfg else None
         )
@@ -257,10 +285,17 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         if self.val_dataset is not None:
             val_batch = int(validation.get("batch_size", local_batch_size))
             self.val_dataloader = build_dataloader(
-                cfg, self.val_dataset, self.tokenizer, val_batch, self.seed, training=False
+                cfg,
+                self.val_dataset,
+                self.tokenizer,
+                val_batch,
+                self.seed,
+                training=False,
+                dp_rank=parallel.dp_rank,
+                dp_size=parallel.dp_size,
             )
         self.generation = self._generation_settings(validation)
-        self.step_scheduler = build_step_scheduler(cfg, self.dataloader)
+        self.step_scheduler = build_step_scheduler(cfg, self.dataloader, parallel.dp_size)
         self.optimizer = build_optimizer(cfg, self.model)
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.step_scheduler.max_steps)
         self.loss_fn = build_loss_fn(cfg)
@@ -272,14 +307,24 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             next(self.model.parameters()).dtype, self.device
         )
         self.progress = ProgressReporter(
-            self.step_scheduler.max_steps, self.step_scheduler.step, bar=logging.get("progress_bar")
+            self.step_scheduler.max_steps,
+            self.step_scheduler.step,
+            enabled=parallel.is_rank0,
+            bar=logging.get("progress_bar"),
         )
         if peft_summary is not None:
             self.progress.message(peft_summary)
+        if parallel.env.world_size > 1:
+            self.progress.message(describe_layout(parallel))
         if resumed_from is not None:
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
         self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The Hugging Face model being trained (inside a DDP wrapper, if any)."""
+        return unwrap_model(self.model)
 
     def _resume_objects(self) -> dict[str, Any]:
         """The tracked stateful attributes a checkpoint restores besides model and optimizer."""
@@ -287,7 +332,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         return {name: obj for name, obj in self.stateful_attributes().items() if name not in skip}
 
     def _model_fingerprint(self) -> str:
-        return config_fingerprint(self.model.config.to_dict())
+        return config_fingerprint(self.hf_model.config.to_dict())
 
     def _restore(self) -> Path | None:
         """Resume from ``restore_from`` (or ``checkpoint.auto_resume``): weights, optimizer, schedules, data, RNG."""
@@ -297,9 +342,24 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         where = location_of(self.cfg, "model")
         current = f"the `model:` section of {where[0]}" if where else "the `model:` section"
         self.checkpointer.check_same_model(step_dir, self._model_fingerprint(), current)
-        state = self.checkpointer.load(
-            step_dir, model=self.model, optimizer=self.optimizer, stateful=self._resume_objects()
+        stateful = self._resume_objects()
+        saved = json.loads((step_dir / "train_state.json").read_text(encoding="utf-8"))
+        same_layout = (
+            self.checkpointer.saved_world_size(step_dir) == self.parallel.env.world_size
+            and saved.get("dp_size", 1) == self.parallel.dp_size
         )
+        if not same_layout:
+            stateful.pop("dataloader")
+        state = self.checkpointer.load(
+            step_dir,
+            model=self.model,
+            optimizer=self.optimizer,
+            stateful=stateful,
+            replicated=[name for name in stateful if name != "dataloader"],
+        )
+        if not same_layout:
+            with errors_named_by(self.cfg, "distributed"):
+                fast_forward(self.dataloader, self.step_scheduler.epoch, self.step_scheduler.samples_into_epoch)
         truncate_history(self.checkpoint.dir, int(state["step"]))
         return step_dir
 
@@ -342,12 +402,14 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                     lr_scheduler=self.lr_scheduler,
                     max_grad_norm=self.max_grad_norm,
                     device=self.device,
+                    all_reduce=self.parallel.sum_over_data_parallel(),
+                    prepare_micro_batch=self._micro_batch_hook(),
                 )
                 tokens += result.num_tokens
                 if scheduler.is_log_step:
                     elapsed = time.perf_counter() - started
                     rows = max(1, sum(len(b["input_ids"]) for b in micro_batches))
-                    self._log(result, lr, tokens / elapsed, tokens / rows)
+                    self._log(result, lr, self._summed(tokens) / elapsed, tokens / rows)
                     tokens, started = 0, time.perf_counter()
                 if scheduler.is_val_step and self.val_dataloader is not None:
                     self._validate()
@@ -366,8 +428,21 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.progress.close()
         self._farewell(last_step)
 
+    def _micro_batch_hook(self) -> Any:
+        """The per-micro-batch context (loss over sharded logits, context parallelism), None when not needed."""
+        sizes = self.parallel.sizes
+        return self.parallel.prepare_micro_batch if sizes.tp > 1 or sizes.cp > 1 else None
+
+    def _summed(self, count: int) -> int:
+        """``count`` summed over the data-parallel ranks (this rank's count alone for one process)."""
+        reduce = self.parallel.sum_over_data_parallel()
+        if reduce is None:
+            return count
+        return int(reduce(torch.tensor(count, device=self.device)))
+
     def _log(self, result: Any, lr: float, tps: float, tokens_per_row: float) -> None:
-        flops = training_flops_per_token(self.model.config, max(1, round(tokens_per_row)))
+        """Write one MetricsSample (rank 0) and update the progress line; ``tps`` counts every rank's tokens."""
+        flops = training_flops_per_token(self.hf_model.config, max(1, round(tokens_per_row)))
         sample = MetricsSample(
             step=self.step_scheduler.step,
             epoch=self.step_scheduler.epoch,
@@ -376,24 +451,41 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             lr=lr,
             mem=peak_memory_gib(self.device),
             tps=tps,
-            mfu=model_flops_utilization(tps, flops, self.peak_tflops),
+            mfu=model_flops_utilization(tps, flops, self.peak_tflops * self.parallel.env.world_size),
         )
-        self.training_log.write(sample.to_dict())
+        if self.parallel.is_rank0:
+            self.training_log.write(sample.to_dict())
         self.progress.update(sample.step, {"loss": sample.loss, "lr": sample.lr, "tps": round(sample.tps)})
 
     def _validate(self) -> dict:
         step = self.step_scheduler.step
-        record = {"step": step, **validation_loss(self.model, self.val_dataloader, self.loss_fn, self.device)}
+        losses = validation_loss(
+            self.model,
+            self.val_dataloader,
+            self.loss_fn,
+            self.device,
+            all_reduce=self.parallel.sum_over_data_parallel(),
+            prepare_micro_batch=self._micro_batch_hook(),
+        )
+        record = {"step": step, **losses}
         if self.generation is not None:
             settings = dict(self.generation)
-            result = generation_exact_match(
-                self.model, self.tokenizer, settings.pop("samples"), device=self.device, **settings
-            )
+            with self.parallel.generation(self.model) as model:
+                result = generation_exact_match(
+                    model,
+                    self.tokenizer,
+                    settings.pop("samples"),
+                    device=self.device,
+                    synced_gpus=self.parallel.env.world_size > 1,
+                    **settings,
+                )
             record["exact_match"] = result["exact_match"]
-            JsonlWriter(self.checkpoint.dir / "generations.jsonl").write(
-                {"step": step, "predictions": result["predictions"]}
-            )
-        self.validation_log.write(record)
+            if self.parallel.is_rank0:
+                JsonlWriter(self.checkpoint.dir / "generations.jsonl").write(
+                    {"step": step, "predictions": result["predictions"]}
+                )
+        if self.parallel.is_rank0:
+            self.validation_log.write(record)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in {"step", "val_tokens"})
         self.progress.message(f"validation at step {step}: {shown}")
         return record
@@ -404,6 +496,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         train_state = {
             "epoch": scheduler.epoch,
             "consumed_samples": scheduler.step * scheduler.global_batch_size,
+            "dp_size": self.parallel.dp_size,
             "model_config_fingerprint": self._model_fingerprint(),
         }
         return self.checkpointer.save(
@@ -431,7 +524,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                     self.model, self.tokenizer, model_dir.parent / "merged", self.checkpoint.max_shard_size
                 )
             return
-        write_model_metadata(self.model, self.tokenizer, model_dir)
+        write_model_metadata(self.hf_model, self.tokenizer, model_dir)
 
     def _farewell(self, last_step: Path | None) -> None:
         if last_step is None:
@@ -455,6 +548,15 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.progress.message(f"adapter saved to {model_dir}{merged}\nload it with peft:\n{how}")
 
 
+def describe_layout(parallel: Parallelism) -> str:
+    """One line saying how the processes are laid out (strategy and mesh sizes)."""
+    sizes = parallel.sizes
+    parts = [f"dp_replicate={sizes.dp_replicate}", f"dp_shard={sizes.dp_shard}", f"cp={sizes.cp}", f"tp={sizes.tp}"]
+    return (
+        f"{parallel.env.world_size} processes ({parallel.env.backend}), {parallel.config.strategy}: {' x '.join(parts)}"
+    )
+
+
 def show_component_logs() -> None:
     """Print the INFO messages of automodel packages (dropped samples, packing efficiency, ...) on stderr."""
     logger = logging.getLogger("automodel")
@@ -470,8 +572,11 @@ def main(cfg: ConfigNode | None = None) -> int:
     cfg = load_config_from_argv() if cfg is None else cfg
     show_component_logs()
     recipe = TrainFinetuneRecipeForNextTokenPrediction(cfg)
-    recipe.setup()
-    recipe.run_train_validation_loop()
+    try:
+        recipe.setup()
+        recipe.run_train_validation_loop()
+    finally:
+        destroy_distributed()
     return 0
 
 
@@ -498,8 +603,10 @@ __all__ = [
     "build_lr_scheduler",
     "build_model",
     "build_optimizer",
+    "build_parallelism",
     "build_step_scheduler",
     "build_tokenizer",
     "check_sections",
+    "describe_layout",
     "main",
 ]

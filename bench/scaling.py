@@ -1,0 +1,129 @@
+"""Data-parallel scaling: step time and peak memory per process, 1 process vs 2 under DDP and FSDP2.
+
+Every layout trains the same seeded Llama (about 21.7M parameters, fp32) on the same global
+batch with AdamW; a step is forward + backward + optimizer. The 2-process layouts split the
+batch over 2 ranks (gloo on the CPU, nccl on GPUs), each with half the CPU threads, so on a
+CPU the comparison is one process with all cores against two processes sharing them.
+Prints one table and writes bench/results/scaling.csv.
+
+    python bench/scaling.py --steps 8              # about two minutes on a 2-core CPU
+    python bench/scaling.py --steps 20 --device cuda   (2 GPUs for the 2-process rows)
+
+Memory is each process's peak resident memory (VmHWM) on the CPU and
+torch.cuda.max_memory_allocated on CUDA, the largest over the ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from automodel.distributed.config import parse_distributed_config, resolve_sizes
+from automodel.distributed.mesh import build_device_mesh, data_parallel_coordinates
+from automodel.distributed.parallelize import parallelize_model
+from automodel.distributed.testing import run_on_ranks
+
+RESULTS = Path(__file__).parent / "results" / "scaling.csv"
+MODEL = {
+    "vocab_size": 8192,
+    "hidden_size": 512,
+    "intermediate_size": 1376,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": False,
+}
+GLOBAL_BATCH, SEQ_LEN, WARMUP = 8, 128, 2
+LAYOUTS = (("1 process", 1, None), ("2 x ddp", 2, "ddp"), ("2 x fsdp2", 2, "fsdp2"))
+
+
+def peak_mib(device: torch.device) -> float:
+    """This process's peak memory in MiB (VmHWM on the CPU, max allocated on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def train_layout(strategy: str | None, steps: int) -> dict:
+    """Train ``steps`` timed steps (after warm-up) under ``strategy`` on this rank; return its timings and memory."""
+    import torch.distributed as dist
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    torch.manual_seed(0)
+    config = LlamaConfig(**MODEL)
+    config._attn_implementation = "sdpa"
+    model = LlamaForCausalLM(config).to(device)
+    settings = parse_distributed_config({"strategy": strategy} if strategy else None)
+    mesh = build_device_mesh(resolve_sizes(settings, world, device.type), device.type) if world > 1 else None
+    model = parallelize_model(model, mesh, settings, device)
+    dp_rank, dp_size = data_parallel_coordinates(mesh)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rows = GLOBAL_BATCH // dp_size
+    generator = torch.Generator().manual_seed(dp_rank)
+    times = []
+    for step in range(WARMUP + steps):
+        tokens = torch.randint(0, MODEL["vocab_size"], (rows, SEQ_LEN + 1), generator=generator).to(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        logits = model(input_ids=tokens[:, :-1], use_cache=False).logits
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="sum")
+        (loss / (GLOBAL_BATCH * SEQ_LEN)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= WARMUP:
+            times.append(time.perf_counter() - started)
+    params = sum(p.numel() for p in model.parameters()) * (dp_size if strategy == "fsdp2" else 1)
+    return {"median_s": statistics.median(times), "peak_mib": peak_mib(device), "params": params}
+
+
+def main() -> None:
+    """Run every layout, print the table with ratios to one process, and write the CSV."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=8)
+    args = parser.parse_args()
+    rows = []
+    for name, world, strategy in LAYOUTS:
+        ranks = run_on_ranks(train_layout, world, args=(strategy, args.steps), timeout_s=1800, preload=["transformers"])
+        step_s = max(r["median_s"] for r in ranks)
+        params = ranks[0]["params"]
+        rows.append(
+            {"layout": name, "processes": world, "step_s": step_s, "peak_mib": max(r["peak_mib"] for r in ranks)}
+        )
+    base = rows[0]
+    for row in rows:
+        row["tokens_per_s"] = GLOBAL_BATCH * SEQ_LEN / row["step_s"]
+        row["speedup"] = base["step_s"] / row["step_s"]
+        row["memory_ratio"] = row["peak_mib"] / base["peak_mib"]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"Llama {params / 1e6:.1f}M parameters, fp32, global batch {GLOBAL_BATCH} x {SEQ_LEN}, {device}")
+    print(f"{'layout':<12}{'step s':>9}{'tokens/s':>11}{'speedup':>9}{'peak MiB/proc':>15}{'memory ratio':>14}")
+    for row in rows:
+        print(
+            f"{row['layout']:<12}{row['step_s']:>9.3f}{row['tokens_per_s']:>11.0f}{row['speedup']:>9.2f}"
+            f"{row['peak_mib']:>15.0f}{row['memory_ratio']:>14.2f}"
+        )
+    RESULTS.parent.mkdir(exist_ok=True)
+    with RESULTS.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Rank functions for test_distributed_recipe: run train_ft on each rank of a gloo process group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recipe_test_helpers import read_jsonl, sft_config
+
+from automodel.recipes.llm.train_ft import TrainFinetuneRecipeForNextTokenPrediction
+
+
+def run_train_ft(task: str, out: str, sections: dict[str, Any]) -> dict[str, Any]:
+    """Run train_ft with ``sections`` replacing those of the test config; return rank, layout and losses."""
+    recipe = TrainFinetuneRecipeForNextTokenPrediction(sft_config(Path(task), Path(out), **sections))
+    recipe.setup()
+    recipe.run_train_validation_loop()
+    log = Path(out) / "training.jsonl"
+    return {
+        "rank": recipe.parallel.env.rank,
+        "dp_size": recipe.parallel.dp_size,
+        "wrapper": type(recipe.model).__name__,
+        "losses": {r["step"]: r["loss"] for r in read_jsonl(log)} if log.exists() else None,
+    }

@@ -1,0 +1,72 @@
+"""train_ft on two real gloo processes: DDP, FSDP2 and TP give the one-process losses; checkpoints change layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from recipe_distributed_workers import run_train_ft
+from recipe_test_helpers import read_jsonl
+from transformers import AutoModelForCausalLM
+
+from automodel.distributed.testing import run_on_ranks
+
+STEPS = 6
+
+
+def _schedule(**extra) -> dict:
+    return {"global_batch_size": 16, "local_batch_size": 4, "max_steps": STEPS, "log_interval": 1, **extra}
+
+
+def _sections(distributed: dict | None, **extra) -> dict:
+    sections = {"step_scheduler": _schedule(), "validation_dataset": None, **extra}
+    if distributed is not None:
+        sections["distributed"] = distributed
+    return sections
+
+
+def _on_two_ranks(task, out, sections) -> list[dict]:
+    return run_on_ranks(
+        run_train_ft, 2, args=(str(task), str(out), sections), preload=["recipe_distributed_workers"], timeout_s=300
+    )
+
+
+@pytest.fixture(scope="module")
+def one_process_losses(task, tmp_path_factory) -> dict[int, float]:
+    out = tmp_path_factory.mktemp("single")
+    return run_train_ft(str(task), str(out), _sections(None))["losses"]
+
+
+@pytest.mark.parametrize(
+    ("distributed", "wrapper", "dp_size"),
+    [
+        ({"strategy": "ddp"}, "DistributedDataParallel", 2),
+        ({"strategy": "fsdp2"}, "FSDPLlamaForCausalLM", 2),
+        ({"strategy": "fsdp2", "tp_size": 2}, "FSDPLlamaForCausalLM", 1),
+    ],
+    ids=["ddp", "fsdp2", "tp2"],
+)
+def test_two_processes_give_the_one_process_losses(task, tmp_path, one_process_losses, distributed, wrapper, dp_size):
+    results = _on_two_ranks(task, tmp_path, _sections(distributed))
+    assert [r["dp_size"] for r in results] == [dp_size, dp_size]
+    assert results[0]["wrapper"] == wrapper
+    assert results[1]["losses"] is not None  # every rank reads the shared log after the run
+    assert sorted(results[0]["losses"]) == list(range(1, STEPS + 1))
+    for step, loss in one_process_losses.items():
+        assert results[0]["losses"][step] == pytest.approx(loss, abs=1e-5), step
+
+
+def test_an_fsdp2_checkpoint_loads_in_transformers_and_resumes_on_one_process_or_under_ddp(task, tmp_path):
+    fsdp2 = {"strategy": "fsdp2"}
+    full = tmp_path / "full"
+    _on_two_ranks(task, full, _sections(fsdp2, step_scheduler=_schedule(checkpoint_interval=3)))
+    uninterrupted = {r["step"]: r["loss"] for r in read_jsonl(full / "training.jsonl")}
+    model = AutoModelForCausalLM.from_pretrained(full / "step_000003" / "model")
+    assert model.model.layers[0].self_attn.q_proj.weight.dtype == torch.float32
+
+    restore = {"restore_from": {"path": str(full / "step_000003")}}
+    one = run_train_ft(str(task), str(tmp_path / "one"), _sections(None, **restore))["losses"]
+    ddp = _on_two_ranks(task, tmp_path / "ddp", _sections({"strategy": "ddp"}, **restore))[0]["losses"]
+    for resumed in (one, ddp):
+        assert sorted(resumed) == [4, 5, 6]
+        for step, loss in resumed.items():
+            assert loss == pytest.approx(uninterrupted[step], abs=1e-5), step
