@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from tp_workers import TRAINING_CASES, run_all, tiny_model
@@ -34,6 +36,12 @@ def test_tied_embeddings_stay_one_weight(ranks, case) -> None:
     assert all(rank["training"][case]["tied"] for rank in ranks)
 
 
+def test_a_plan_that_shards_a_tied_head_apart_from_its_embedding_is_refused(ranks) -> None:
+    for rank in ranks:
+        assert "tie_word_embeddings: true" in rank["tied_head_only"]
+        assert "distributed.tp_plan" in rank["tied_head_only"]
+
+
 @pytest.mark.parametrize("variant", ["tp", "tp-sp"])
 def test_generate_under_gathered_logits_matches_one_process(ranks, variant) -> None:
     for rank in ranks:
@@ -44,21 +52,22 @@ def test_generate_under_gathered_logits_matches_one_process(ranks, variant) -> N
 
 def test_a_model_type_without_any_plan_is_refused() -> None:
     model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2, n_positions=16))
-    with pytest.raises(DistributedError, match="'gpt2'.*no tensor-parallel plan.*distributed.tp_plan.*tp_size: 1"):
+    with pytest.raises(DistributedError, match=r"'gpt2'.*no tensor-parallel plan.*distributed\.tp_plan.*tp_size: 1"):
         choose_plan(model)
 
 
 @pytest.mark.parametrize(
-    ("overrides", "shown"),
+    ("overrides", "key", "value"),
     [
-        ({"hidden_size": 48, "num_attention_heads": 3, "num_key_value_heads": 3}, "num_attention_heads (3).*3 % 2 = 1"),
-        ({"num_key_value_heads": 1}, "num_key_value_heads (1).*1 % 2 = 1"),
-        ({"intermediate_size": 127}, "intermediate_size (127).*127 % 2 = 1"),
-        ({"vocab_size": 129}, "vocab_size (129).*129 % 2 = 1"),
+        ({"hidden_size": 48, "num_attention_heads": 3, "num_key_value_heads": 3}, "num_attention_heads", 3),
+        ({"num_key_value_heads": 1}, "num_key_value_heads", 1),
+        ({"intermediate_size": 127}, "intermediate_size", 127),
+        ({"vocab_size": 129}, "vocab_size", 129),
     ],
 )
-def test_sizes_that_do_not_split_over_the_ranks_are_refused(overrides, shown) -> None:
-    with pytest.raises(DistributedError, match=f"{shown}.*distributed.tp_size"):
+def test_sizes_that_do_not_split_over_the_ranks_are_refused(overrides, key, value) -> None:
+    shown = f"{key} ({value}) is not divisible by distributed.tp_size (2): {value} % 2 = 1"
+    with pytest.raises(DistributedError, match=re.escape(shown)):
         check_divisible(tiny_model("llama", **overrides), 2)
 
 
@@ -69,6 +78,7 @@ def test_sizes_that_do_not_split_over_the_ranks_are_refused(overrides, shown) ->
         ("no_such_package.plans.llama", "does not import"),
         ("tp_workers.VOCAB", "gave a int, not a mapping"),
         ("tp_workers.UNKNOWN_STYLE_PLAN", "'grouped_gemm', which automodel cannot apply"),
+        ("tp_workers.TYPO_PLAN", "'model.layer.*.mlp.up_proj', which matches no module"),
     ],
 )
 def test_a_bad_user_plan_names_the_yaml_key(path, shown) -> None:
@@ -77,7 +87,7 @@ def test_a_bad_user_plan_names_the_yaml_key(path, shown) -> None:
 
 
 def test_sequence_parallel_without_a_built_in_plan_is_refused() -> None:
-    with pytest.raises(DistributedError, match="distributed.sequence_parallel.*'phi3'.*sequence_parallel: false"):
+    with pytest.raises(DistributedError, match=r"distributed\.sequence_parallel.*'phi3'.*sequence_parallel: false"):
         choose_plan(tiny_model("phi3"), sequence_parallel=True)
 
 

@@ -1,4 +1,4 @@
-"""Rank functions for test_tp: tiny Hugging Face models trained and sampled under tensor parallelism, next to an unsharded copy."""
+"""Rank functions for test_tp: tiny Hugging Face models trained and sampled under TP, next to an unsharded copy."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from automodel.distributed.config import parse_distributed_config, resolve_sizes
+from automodel.distributed.errors import DistributedError
 from automodel.distributed.mesh import build_device_mesh
 from automodel.distributed.parallelize import parallelize_model
 from automodel.distributed.tp import apply_tensor_parallel, gathered_logits, sharded_logits_loss
@@ -34,6 +35,8 @@ SIZES = {
     "eos_token_id": 2,
 }
 FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3_text")
+# Families with sliding-window attention get a window shorter than the 8-token batches.
+SLIDING = ("mistral", "gemma2", "gemma3_text")
 
 # A user plan by import path (distributed.tp_plan: tp_workers.MLP_PLAN): only the MLPs are sharded.
 MLP_PLAN = {
@@ -41,8 +44,11 @@ MLP_PLAN = {
     "model.layers.*.mlp.up_proj": ColwiseParallel(),
     "model.layers.*.mlp.down_proj": RowwiseParallel(),
 }
-# A plan naming a Hugging Face style that has no torch translation.
+# Plans that must be refused: a Hugging Face style with no torch translation, a module name
+# with a typo, and an LM head sharded apart from the embedding it is tied to.
 UNKNOWN_STYLE_PLAN = {"model.layers.*.mlp.experts": "grouped_gemm"}
+TYPO_PLAN = {"model.layer.*.mlp.up_proj": ColwiseParallel()}
+HEAD_ONLY_PLAN = {"lm_head": ColwiseParallel(output_layouts=Replicate())}
 
 
 def attention_plan(model: torch.nn.Module) -> dict[str, Any]:
@@ -69,26 +75,29 @@ TRAINING_CASES: dict[str, tuple[str, dict[str, Any], str | None, bool]] = {
 def tiny_model(model_type: str, **overrides: Any) -> torch.nn.Module:
     """A 1-layer fp32 causal LM of ``model_type`` (seed 0); gemma2 uses eager attention, the rest SDPA."""
     torch.manual_seed(0)
-    config = AutoConfig.for_model(model_type, **{**SIZES, **overrides})
+    window = {"sliding_window": 4} if model_type in SLIDING else {}
+    config = AutoConfig.for_model(model_type, **{**SIZES, **window, **overrides})
     attention = "eager" if model_type == "gemma2" else "sdpa"
     return AutoModelForCausalLM.from_config(config, attn_implementation=attention)
 
 
 def batches() -> list[dict[str, torch.Tensor]]:
-    """STEPS batches of 2 x 8 tokens (the same on every rank), some labels masked."""
+    """STEPS batches of 2 x 8 tokens (the same on every rank): some labels masked, the second row right-padded."""
     generator = torch.Generator().manual_seed(1)
     out = []
     for _ in range(STEPS):
         input_ids = torch.randint(3, VOCAB, (2, 8), generator=generator)
         labels = torch.randint(0, VOCAB, (2, 8), generator=generator)
+        attention_mask = torch.ones_like(input_ids)
         labels[0, :3] = -100
-        out.append({"input_ids": input_ids, "labels": labels})
+        input_ids[1, 6:], labels[1, 6:], attention_mask[1, 6:] = 0, -100, 0
+        out.append({"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask})
     return out
 
 
 def token_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The training step's loss: token cross-entropy summed in fp32, divided by the label tokens."""
-    logits = model(input_ids=batch["input_ids"], use_cache=False).logits
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
     loss = F.cross_entropy(
         logits.float().reshape(-1, logits.size(-1)), batch["labels"].reshape(-1), ignore_index=-100, reduction="sum"
     )
@@ -166,7 +175,21 @@ def generation_case(mesh: DeviceMesh, sequence_parallel: bool) -> dict[str, Any]
     with torch.no_grad():
         expected = reference.generate(prompt, **options)
         logits_after = model(input_ids=prompt).logits
-    return {"tokens": tokens.tolist(), "expected": expected.tolist(), "dtensor_after": isinstance(logits_after, DTensor)}
+    return {
+        "tokens": tokens.tolist(),
+        "expected": expected.tolist(),
+        "dtensor_after": isinstance(logits_after, DTensor),
+    }
+
+
+def tied_head_only_error(mesh: DeviceMesh) -> str:
+    """The message refusing a plan that shards the LM head of a tied Llama but not its embedding."""
+    model = tiny_model("llama", tie_word_embeddings=True)
+    try:
+        apply_tensor_parallel(model, mesh["tp"], plan="tp_workers.HEAD_ONLY_PLAN")
+    except DistributedError as error:
+        return str(error)
+    return "no error"
 
 
 def run_all() -> dict[str, Any]:
@@ -176,4 +199,4 @@ def run_all() -> dict[str, Any]:
     training = {name: training_case(mesh, name) for name in TRAINING_CASES}
     training["qwen3-sp-parallelize_model"] = parallelize_case(mesh)
     generation = {"tp": generation_case(mesh, False), "tp-sp": generation_case(mesh, True)}
-    return {"training": training, "generation": generation}
+    return {"training": training, "generation": generation, "tied_head_only": tied_head_only_error(mesh)}

@@ -72,9 +72,25 @@ def test_batch_arithmetic_errors_reach_the_user(task, tmp_path):
     assert getattr(info.value, "user_error", False)
 
 
-def test_several_processes_are_refused_until_distributed_lands(task, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"tp_size": 3}, r"world size \(1 processes\) is not divisible by tp_size x cp_size = 3 x 1 = 3"),
+        ({"strategy": "fsdp"}, "did you mean `fsdp2`"),
+        ({"tp_sise": 2}, "did you mean `tp_size`"),
+    ],
+)
+def test_a_bad_distributed_section_names_the_section_and_the_arithmetic(task, tmp_path, section, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        _setup(sft_config(task, tmp_path, distributed=section))
+    assert "`distributed`" in str(info.value)
+
+
+def test_several_processes_without_a_rendezvous_address_say_how_to_launch(task, tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ConfigError, match="one process until automodel-distributed"):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ConfigError, match="MASTER_ADDR and MASTER_PORT not set.*torchrun"):
         _setup(sft_config(task, tmp_path))
 
 

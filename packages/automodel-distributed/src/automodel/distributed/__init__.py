@@ -13,7 +13,7 @@ from automodel.distributed.config import (
     parse_distributed_config,
     resolve_sizes,
 )
-from automodel.distributed.cp import make_cp_batch_and_ctx
+from automodel.distributed.cp import make_cp_batch_and_ctx, prepare_cp_batch
 from automodel.distributed.ddp import apply_ddp, unwrap_model
 from automodel.distributed.env import (
     DistributedEnv,
@@ -24,8 +24,8 @@ from automodel.distributed.env import (
     rank0_print,
 )
 from automodel.distributed.errors import DistributedError
-from automodel.distributed.fsdp2 import apply_fsdp2
-from automodel.distributed.megatron import apply_megatron_fsdp
+from automodel.distributed.fsdp2 import apply_fsdp2, reshard_model
+from automodel.distributed.megatron import apply_megatron_fsdp, prepare_megatron_optimizer
 from automodel.distributed.mesh import (
     build_device_mesh,
     data_parallel_coordinates,
@@ -60,7 +60,10 @@ __all__ = [
     "make_cp_batch_and_ctx",
     "parallelize_model",
     "parse_distributed_config",
+    "prepare_cp_batch",
+    "prepare_megatron_optimizer",
     "rank0_print",
+    "reshard_model",
     "resolve_sizes",
     "setup_parallelism",
     "sharded_logits_loss",

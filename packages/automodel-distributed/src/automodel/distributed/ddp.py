@@ -40,5 +40,6 @@ def apply_ddp(model: torch.nn.Module, mesh: DeviceMesh, device: torch.device) ->
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """Return the model inside a DDP wrapper (any other module is returned as it is)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    """Return the model inside a wrapper that keeps it as ``.module`` (DDP, Megatron-FSDP); others as they are."""
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, torch.nn.Module) else model

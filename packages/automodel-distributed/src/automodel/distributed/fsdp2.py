@@ -58,3 +58,15 @@ def apply_fsdp2(model: torch.nn.Module, mesh: DeviceMesh, config: DistributedCon
             module.set_gradient_divide_factor(1.0)
             module.set_force_sum_reduction_for_comms(True)  # a plain SUM, which gloo supports too
     return model
+
+
+def reshard_model(model: torch.nn.Module) -> None:
+    """Free the gathered parameters FSDP2 keeps after a forward with no backward (validation, generation).
+
+    Without it, modules with ``reshard_after_forward=False`` (the root, the last block) stay
+    unsharded, and their parameters read as plain tensors instead of DTensor shards.
+    Does nothing to a model without FSDP2 modules.
+    """
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()

@@ -13,10 +13,10 @@ from torch.distributed.device_mesh import DeviceMesh
 from automodel.distributed.activation_checkpointing import checkpoint_blocks
 from automodel.distributed.config import DistributedConfig, MeshSizes, parse_distributed_config, resolve_sizes
 from automodel.distributed.cp import make_cp_batch_and_ctx
-from automodel.distributed.ddp import apply_ddp
+from automodel.distributed.ddp import apply_ddp, unwrap_model
 from automodel.distributed.env import DistributedEnv, init_distributed, launcher_coordinates
-from automodel.distributed.fsdp2 import apply_fsdp2
-from automodel.distributed.megatron import apply_megatron_fsdp
+from automodel.distributed.fsdp2 import apply_fsdp2, reshard_model
+from automodel.distributed.megatron import apply_megatron_fsdp, prepare_megatron_optimizer
 from automodel.distributed.mesh import (
     build_device_mesh,
     data_parallel_coordinates,
@@ -75,6 +75,16 @@ class Parallelism:
         """
         return parallelize_model(model, self.mesh, self.config, self.device)
 
+    def prepare_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Return the optimizer to step: Megatron-FSDP's sharded-optimizer hooks added for ``megatron_fsdp``."""
+        if self.mesh is not None and self.config.strategy == "megatron_fsdp":
+            return prepare_megatron_optimizer(optimizer)
+        return optimizer
+
+    def reshard(self, model: torch.nn.Module) -> None:
+        """Return FSDP2 parameters to their shards after forward passes without backward (see ``reshard_model``)."""
+        reshard_model(model)
+
     def sum_over_data_parallel(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The all-reduce that sums label-token counts and losses over dp x cp (None for one process)."""
         return sum_over_data_parallel(self.mesh)
@@ -98,7 +108,7 @@ class Parallelism:
     @contextlib.contextmanager
     def generation(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         """Yield the module to call ``generate`` on (the model inside DDP; whole logits under TP)."""
-        inner = model.module if hasattr(model, "module") and isinstance(model.module, torch.nn.Module) else model
+        inner = unwrap_model(model)
         if self.sizes.tp > 1:
             with gathered_logits(inner):
                 yield inner

@@ -7,7 +7,11 @@ Hugging Face plan (``_tp_plan`` / ``config.base_model_tp_plan``) translated to t
 
 The built-in plans leave the logits as a DTensor sharded over the vocabulary, so the loss is
 computed without gathering them (``sharded_logits_loss``); ``gathered_logits`` gathers them
-for ``generate``.
+for ``generate``. Gemma's embedding scale and Gemma2/3's logit soft-capping are elementwise,
+so they run on the sharded tensors unchanged; tied embeddings stay one weight. With
+``sequence_parallel`` the residual stream between layers is a DTensor sharded on the
+sequence, whose ``.shape`` stays global, so Hugging Face's position ids and causal or
+sliding-window masks come out as in one process.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Callable, Iterator, Mapping
+from fnmatch import fnmatch
 from typing import Any
 
 import torch
@@ -187,7 +192,8 @@ def load_plan(path: str, model: torch.nn.Module) -> dict[str, ParallelStyle]:
         plan = plan(model)
     if not isinstance(plan, Mapping):
         raise DistributedError(
-            f"distributed.tp_plan {path!r} gave a {type(plan).__name__}, not a mapping of module names to styles; {advice}"
+            f"distributed.tp_plan {path!r} gave a {type(plan).__name__}, not a mapping of module names to styles; "
+            f"{advice}"
         )
     return _translate(plan, f"distributed.tp_plan ({path})")
 
@@ -213,8 +219,30 @@ def check_divisible(model: torch.nn.Module, tp_size: int) -> None:
         if isinstance(value, int) and value % tp_size:
             raise DistributedError(
                 f"the model's {key} ({value}) is not divisible by distributed.tp_size ({tp_size}): "
-                f"{value} % {tp_size} = {value % tp_size}, and {reason}; set distributed.tp_size to a divisor of {value}"
+                f"{value} % {tp_size} = {value % tp_size}, and {reason}; "
+                f"set distributed.tp_size to a divisor of {value}"
             )
+
+
+def _matches(pattern: str, name: str) -> bool:
+    parts, atoms = pattern.split("."), name.split(".")
+    return len(parts) == len(atoms) and all(fnmatch(atom, part) for part, atom in zip(parts, atoms, strict=True))
+
+
+def _unmatched(plan: Mapping[str, ParallelStyle], model: torch.nn.Module) -> list[str]:
+    names = [name for name, _ in model.named_modules()]
+    return [pattern for pattern in plan if not any(_matches(pattern, name) for name in names)]
+
+
+def _require_matches(plan: dict[str, ParallelStyle], model: torch.nn.Module, source: str) -> dict[str, ParallelStyle]:
+    missing = _unmatched(plan, model)
+    if missing:
+        raise DistributedError(
+            f"the tensor-parallel plan from {source} names {', '.join(map(repr, missing))}, which matches no module "
+            f"of {type(model).__name__}; fix the names (globs like model.layers.*.mlp.up_proj, see "
+            "model.named_modules()) in distributed.tp_plan, or set distributed.tp_size: 1"
+        )
+    return plan
 
 
 def choose_plan(
@@ -222,16 +250,29 @@ def choose_plan(
 ) -> dict[str, ParallelStyle]:
     """Return the TP plan for ``model``: ``plan`` if given, else the built-in one for its type, else Hugging Face's.
 
+    The built-in plans are chosen by the top-level ``config.model_type`` (a vision-language
+    model wrapping a Llama gets Hugging Face's plan, whose names fit its layout). Entries of a
+    Hugging Face plan that match no module of this model are left out.
+
+    Args:
+        model: the model to shard.
+        plan: ``distributed.tp_plan`` (an import path), or None.
+        sequence_parallel: ``distributed.sequence_parallel``; ignored for a plan of your own,
+            which must bring its own sequence-parallel styles.
+
+    Returns:
+        ``{module name glob: ParallelStyle}``, every name matching at least one module.
+
     Raises:
-        DistributedError: no plan exists, the plan does not import, or sequence parallelism is
-            asked for where only the built-in plans support it.
+        DistributedError: no plan exists, the plan does not import or names modules the model
+            lacks, or sequence parallelism is asked for a model without a built-in plan.
     """
     if plan is not None:
-        return load_plan(plan, model)
-    model_type = getattr(_text_config(model), "model_type", None)
+        return _require_matches(load_plan(plan, model), model, f"distributed.tp_plan ({plan})")
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
     chosen = built_in_plan(model_type, sequence_parallel) if model_type else None
     if chosen is not None:
-        return chosen
+        return _require_matches(chosen, model, f"automodel's built-in {model_type} plan")
     if sequence_parallel:
         raise DistributedError(
             f"distributed.sequence_parallel needs a plan that shards norms along the sequence; automodel has one for "
@@ -245,7 +286,14 @@ def choose_plan(
             f"built-in plans for {', '.join(BUILT_IN_FAMILIES)} and the model defines none of its own; "
             "set distributed.tp_plan to the import path of a plan, or set distributed.tp_size: 1"
         )
-    return chosen
+    unmatched = _unmatched(chosen, model)
+    return {pattern: style for pattern, style in chosen.items() if pattern not in unmatched}
+
+
+def _output_embeddings(model: torch.nn.Module) -> torch.nn.Module | None:
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    return head if head is not None else getattr(model, "lm_head", None)
 
 
 def _output_weight(model: torch.nn.Module) -> torch.nn.Parameter | None:
@@ -284,15 +332,22 @@ def apply_tensor_parallel(
 ) -> None:
     """Shard ``model`` in place over the 1-D ``tp_mesh`` with ``parallelize_module``.
 
+    The plan is ``plan`` if given, else the built-in one for the model's type, else the
+    model's own Hugging Face plan (see ``choose_plan``). For the built-in and Hugging Face
+    plans the heads, MLP width and vocabulary are first checked to split evenly. Tied input
+    and output embeddings stay one (vocabulary-sharded) weight. Under ``sequence_parallel``
+    the replicated norm weights get ``Partial`` gradients, which FSDP2 (or DTensor, at the
+    optimizer step) sums over the TP ranks.
+
     Args:
-        model: the model on its device, not yet sharded by FSDP2/DDP.
+        model: the model on its device, not yet sharded by FSDP2.
         tp_mesh: the ``tp`` dim of the device mesh.
-        plan: ``distributed.tp_plan`` (an import path), or None for the built-in / Hugging Face plan.
-        sequence_parallel: ``distributed.sequence_parallel`` (built-in plans, or a plan of your own).
+        plan: ``distributed.tp_plan`` (an import path), or None.
+        sequence_parallel: ``distributed.sequence_parallel``.
 
     Raises:
-        DistributedError: no plan, a plan that does not import, sizes that do not divide
-            ``tp_mesh.size()``, or tied embeddings the plan shards differently.
+        DistributedError: no plan, a plan that does not import or names missing modules, sizes
+            that do not divide ``tp_mesh.size()``, or tied embeddings the plan shards differently.
     """
     chosen = choose_plan(model, plan, sequence_parallel)
     if plan is None:
@@ -328,12 +383,6 @@ def sharded_logits_loss() -> Iterator[None]:
     """
     with loss_parallel(), _PlainLoss():
         yield
-
-
-def _output_embeddings(model: torch.nn.Module) -> torch.nn.Module | None:
-    getter = getattr(model, "get_output_embeddings", None)
-    head = getter() if callable(getter) else None
-    return head if head is not None else getattr(model, "lm_head", None)
 
 
 def _full_logits(module: torch.nn.Module, args: Any, output: Any) -> Any:

@@ -39,16 +39,29 @@ UNSUPPORTED_WHEN_SET = (
 )
 
 
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return the model's adapter tensors under HF PEFT key names, whole and on the CPU.
+
+    Sharded adapters (DTensors under FSDP2 or tensor parallelism) are gathered with
+    ``full_tensor()``, a collective: every rank must call this together. Pass the result
+    to ``save_adapter(..., state=...)`` on the rank that writes.
+    """
+    return _adapter_state(lora_modules(model))
+
+
 def save_adapter(
     model: nn.Module,
     out_dir: str | Path,
     base_model_name_or_path: str | None = None,
     task_type: str | None = "CAUSAL_LM",
+    state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write the model's LoRA adapters to ``out_dir`` in the HF PEFT format and return the directory.
 
     ``base_model_name_or_path`` defaults to ``model.config.name_or_path`` when the model has one.
-    ``task_type`` is peft's (``CAUSAL_LM``, ``SEQ_CLS``, ... or None).
+    ``task_type`` is peft's (``CAUSAL_LM``, ``SEQ_CLS``, ... or None). ``state`` is the
+    output of ``adapter_state_dict`` when the adapters are sharded over several processes
+    (default: read from ``model``, which must then hold whole tensors).
     """
     if task_type is not None and task_type not in TASK_TYPES:
         raise PeftError(f"task_type must be one of {TASK_TYPES} or None, got {task_type!r}.")
@@ -91,7 +104,7 @@ def save_adapter(
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(_adapter_state(modules), str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(_adapter_state(modules) if state is None else state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out
 
@@ -169,7 +182,8 @@ def _adapter_state(modules: dict[str, LoRALinear]) -> dict[str, torch.Tensor]:
         if module.use_dora:
             tensors["lora_magnitude_vector"] = module.lora_magnitude_vector
         for name, tensor in tensors.items():
-            state[f"{KEY_PREFIX}{path}.{name}"] = tensor.detach().to("cpu").contiguous()
+            whole = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+            state[f"{KEY_PREFIX}{path}.{name}"] = whole.detach().to("cpu").contiguous()
     return state
 
 

@@ -57,15 +57,31 @@ def count_real_tokens(batch: dict) -> int:
 def clip_grad_norm(parameters: Any, max_norm: float | None) -> float:
     """Clip gradients to ``max_norm`` (None: only measure) and return the total norm before clipping.
 
-    Works for plain tensors and DTensor shards (the norm is then the true global norm).
+    Works for plain tensors and DTensor shards (the norm is then the true global norm). When
+    gradients live on different device meshes (FSDP2 over data-parallel ranks for some
+    parameters, FSDP2 x TP for others) the norm of each mesh's group is computed on its own
+    and the groups are combined, since DTensor cannot mix meshes in one reduction.
     """
     params = [p for p in parameters if p.grad is not None]
     if not params:
         return 0.0
-    norm = torch.nn.utils.clip_grad_norm_(params, float("inf") if max_norm is None else max_norm, foreach=True)
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return float(norm)
+    groups: dict[Any, list[torch.Tensor]] = {}
+    for param in params:
+        groups.setdefault(getattr(param.grad, "device_mesh", None), []).append(param.grad)
+    if len(groups) == 1:
+        limit = float("inf") if max_norm is None else max_norm
+        norm = torch.nn.utils.clip_grad_norm_(params, limit, foreach=True)
+        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+    squares = 0.0
+    for grads in groups.values():
+        norm = torch.nn.utils.get_total_norm(grads, 2.0, foreach=True)
+        squares += float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm) ** 2
+    total = squares**0.5
+    if max_norm is not None and max_norm / (total + 1e-6) < 1.0:
+        for grads in groups.values():
+            for grad in grads:
+                grad.mul_(max_norm / (total + 1e-6))
+    return total
 
 
 def _gradient_sync(model: torch.nn.Module, enabled: bool) -> contextlib.AbstractContextManager:

@@ -11,6 +11,7 @@ from automodel.checkpoint import save_hf_weights
 from automodel.config import ConfigNode, config_error
 from automodel.peft import (
     LoRAConfig,
+    adapter_state_dict,
     apply_lora,
     lora_modules,
     merge_lora,
@@ -58,9 +59,19 @@ def quantize_base(model: torch.nn.Module, cfg: ConfigNode) -> None:
         quantize_base_weights(model, cfg.quantization.instantiate())
 
 
-def write_adapter(model: torch.nn.Module, model_dir: Path, base_model_name_or_path: str | None) -> None:
-    """Write ``adapter_model.safetensors`` and ``adapter_config.json`` in HF PEFT format into ``model_dir``."""
-    save_adapter(model, model_dir, base_model_name_or_path=base_model_name_or_path)
+def gather_adapter(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Return the adapter tensors whole (gathered from FSDP2/TP shards); every rank must call it together."""
+    return adapter_state_dict(model)
+
+
+def write_adapter(
+    model: torch.nn.Module, model_dir: Path, base_model_name_or_path: str | None, state: dict | None = None
+) -> None:
+    """Write ``adapter_model.safetensors`` and ``adapter_config.json`` in HF PEFT format into ``model_dir``.
+
+    ``state`` is ``gather_adapter``'s result when the adapters are sharded over processes.
+    """
+    save_adapter(model, model_dir, base_model_name_or_path=base_model_name_or_path, state=state)
 
 
 def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

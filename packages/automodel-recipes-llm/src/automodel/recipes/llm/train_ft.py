@@ -29,6 +29,7 @@ from automodel.models import load_tokenizer, training_flops_per_token
 from automodel.recipes.llm.adapters import (
     add_adapters,
     build_peft,
+    gather_adapter,
     quantize_base,
     save_base_model,
     write_adapter,
@@ -251,12 +252,20 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         if self.peft is not None:
             if self.base_model_path is None and self.checkpoint.enabled:
                 base = self.checkpoint.dir / "base_model"
-                self.base_model_path = str(
+                if self.parallel.is_rank0:
                     save_base_model(self.model, self.tokenizer, base, self.checkpoint.max_shard_size)
-                )
+                self.base_model_path = str(base)
             if "quantization" in cfg:
                 quantize_base(self.model, cfg)
             peft_summary = add_adapters(self.model, self.peft, cfg)
+            if self.peft.save_merged and self.parallel.env.world_size > 1:
+                raise config_error(
+                    cfg,
+                    "save_merged writes a merged copy of the whole model from one process, which a model sharded "
+                    "over several processes does not have",
+                    "peft",
+                    "set save_merged: false and merge the saved adapter afterwards (peft's merge_and_unload)",
+                )
         elif "quantization" in cfg:
             raise config_error(
                 cfg,
@@ -296,7 +305,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             )
         self.generation = self._generation_settings(validation)
         self.step_scheduler = build_step_scheduler(cfg, self.dataloader, parallel.dp_size)
-        self.optimizer = build_optimizer(cfg, self.model)
+        self.optimizer = parallel.prepare_optimizer(build_optimizer(cfg, self.model))
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.step_scheduler.max_steps)
         self.loss_fn = build_loss_fn(cfg)
         self.max_grad_norm = (cfg.get("clip_grad_norm") or {}).get("max_norm")
@@ -484,6 +493,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                 JsonlWriter(self.checkpoint.dir / "generations.jsonl").write(
                     {"step": step, "predictions": result["predictions"]}
                 )
+        self.parallel.reshard(self.model)
         if self.parallel.is_rank0:
             self.validation_log.write(record)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in {"step", "val_tokens"})
@@ -499,6 +509,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             "dp_size": self.parallel.dp_size,
             "model_config_fingerprint": self._model_fingerprint(),
         }
+        self._adapter_state = gather_adapter(self.hf_model) if self.peft is not None else None
         return self.checkpointer.save(
             scheduler.step,
             model=self.model,
@@ -517,7 +528,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         ``peft.save_merged``, a full merged model in the step's ``merged/``.
         """
         if self.peft is not None:
-            write_adapter(self.model, model_dir, self.base_model_path)
+            write_adapter(self.hf_model, model_dir, self.base_model_path, self._adapter_state)
             self.tokenizer.save_pretrained(model_dir)
             if self.peft.save_merged:
                 write_merged_model(
