@@ -1,16 +1,17 @@
 """Data-parallel scaling: step time and peak memory per process, 1 process vs 2 under DDP and FSDP2.
 
-Every layout trains the same seeded Llama (about 21.7M parameters, fp32) on the same global
+Every layout trains the same seeded Llama (42.1M parameters, fp32) on the same global
 batch with AdamW; a step is forward + backward + optimizer. The 2-process layouts split the
 batch over 2 ranks (gloo on the CPU, nccl on GPUs), each with half the CPU threads, so on a
 CPU the comparison is one process with all cores against two processes sharing them.
 Prints one table and writes bench/results/scaling.csv.
 
-    python bench/scaling.py --steps 8              # about two minutes on a 2-core CPU
-    python bench/scaling.py --steps 20 --device cuda   (2 GPUs for the 2-process rows)
+    python bench/scaling.py --steps 8    # under a minute on a 2-core CPU
+    python bench/scaling.py --steps 20   # on a machine with 2 GPUs: CUDA and nccl are used when visible
 
-Memory is each process's peak resident memory (VmHWM) on the CPU and
-torch.cuda.max_memory_allocated on CUDA, the largest over the ranks.
+Memory is each process's peak above what it held before building the model: resident memory
+(VmHWM, reset through /proc/self/clear_refs) on the CPU, torch.cuda.max_memory_allocated on
+CUDA; the table shows the largest over the ranks.
 """
 
 from __future__ import annotations
@@ -44,14 +45,27 @@ GLOBAL_BATCH, SEQ_LEN, WARMUP = 8, 128, 2
 LAYOUTS = (("1 process", 1, None), ("2 x ddp", 2, "ddp"), ("2 x fsdp2", 2, "fsdp2"))
 
 
-def peak_mib(device: torch.device) -> float:
-    """This process's peak memory in MiB (VmHWM on the CPU, max allocated on CUDA)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+def _status_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def reset_peak(device: torch.device) -> float:
+    """Start a new peak-memory measurement; return the memory held now in MiB."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def peak_mib(device: torch.device) -> float:
+    """This process's peak memory in MiB since ``reset_peak`` (VmHWM on the CPU, max allocated on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return _status_mib("VmHWM")
 
 
 def train_layout(strategy: str | None, steps: int) -> dict:
@@ -61,6 +75,7 @@ def train_layout(strategy: str | None, steps: int) -> dict:
 
     world = dist.get_world_size() if dist.is_initialized() else 1
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    baseline = reset_peak(device)
     torch.manual_seed(0)
     config = LlamaConfig(**MODEL)
     config._attn_implementation = "sdpa"
@@ -88,7 +103,7 @@ def train_layout(strategy: str | None, steps: int) -> dict:
         if step >= WARMUP:
             times.append(time.perf_counter() - started)
     params = sum(p.numel() for p in model.parameters()) * (dp_size if strategy == "fsdp2" else 1)
-    return {"median_s": statistics.median(times), "peak_mib": peak_mib(device), "params": params}
+    return {"median_s": statistics.median(times), "peak_mib": peak_mib(device) - baseline, "params": params}
 
 
 def main() -> None:
@@ -98,7 +113,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name, world, strategy in LAYOUTS:
-        ranks = run_on_ranks(train_layout, world, args=(strategy, args.steps), timeout_s=1800, preload=["transformers"])
+        ranks = run_on_ranks(
+            train_layout, world, args=(strategy, args.steps), timeout_s=1800, preload=["transformers"], backend=None
+        )
         step_s = max(r["median_s"] for r in ranks)
         params = ranks[0]["params"]
         rows.append(
@@ -111,11 +128,11 @@ def main() -> None:
         row["memory_ratio"] = row["peak_mib"] / base["peak_mib"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"Llama {params / 1e6:.1f}M parameters, fp32, global batch {GLOBAL_BATCH} x {SEQ_LEN}, {device}")
-    print(f"{'layout':<12}{'step s':>9}{'tokens/s':>11}{'speedup':>9}{'peak MiB/proc':>15}{'memory ratio':>14}")
+    print(f"{'layout':<12}{'step s':>9}{'tokens/s':>11}{'speedup':>9}{'peak extra MiB/proc':>21}{'memory ratio':>14}")
     for row in rows:
         print(
             f"{row['layout']:<12}{row['step_s']:>9.3f}{row['tokens_per_s']:>11.0f}{row['speedup']:>9.2f}"
-            f"{row['peak_mib']:>15.0f}{row['memory_ratio']:>14.2f}"
+            f"{row['peak_mib']:>21.0f}{row['memory_ratio']:>14.2f}"
         )
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("w", newline="") as handle:

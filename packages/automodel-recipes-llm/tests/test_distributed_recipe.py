@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from peft import PeftModel
 from recipe_distributed_workers import run_train_ft
 from recipe_test_helpers import read_jsonl
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from automodel.distributed.testing import run_on_ranks
@@ -70,3 +72,22 @@ def test_an_fsdp2_checkpoint_loads_in_transformers_and_resumes_on_one_process_or
         assert sorted(resumed) == [4, 5, 6]
         for step, loss in resumed.items():
             assert loss == pytest.approx(uninterrupted[step], abs=1e-5), step
+
+
+def test_lora_under_fsdp2_gives_the_one_process_losses_and_the_same_adapter(task, tmp_path):
+    lora = {"_target_": "automodel.peft.LoRAConfig", "dim": 16, "alpha": 16, "match_all_linear": True}
+    sections = _sections(None, peft=lora)
+    single = run_train_ft(str(task), str(tmp_path / "one"), sections)["losses"]
+    two = _on_two_ranks(task, tmp_path / "two", {**sections, "distributed": {"strategy": "fsdp2"}})[0]["losses"]
+    for step, loss in single.items():
+        assert two[step] == pytest.approx(loss, abs=1e-5), step
+    saved = [
+        load_file(tmp_path / run / f"step_{STEPS:06d}" / "model" / "adapter_model.safetensors")
+        for run in ("one", "two")
+    ]
+    assert saved[0].keys() == saved[1].keys()
+    for name, tensor in saved[0].items():
+        torch.testing.assert_close(saved[1][name], tensor, atol=1e-5, rtol=1e-4)
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "base_model")
+    adapted = PeftModel.from_pretrained(base, tmp_path / "two" / f"step_{STEPS:06d}" / "model")
+    assert adapted.peft_config["default"].r == 16

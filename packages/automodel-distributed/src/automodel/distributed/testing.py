@@ -26,7 +26,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _rank_main(target: Callable[..., Any], rank: int, world_size: int, port: int, args: tuple, results: Any) -> None:
+def _rank_main(
+    target: Callable[..., Any], rank: int, world_size: int, port: int, args: tuple, backend: str | None, results: Any
+) -> None:
     import torch
 
     from automodel.distributed.env import destroy_distributed, init_distributed
@@ -43,7 +45,7 @@ def _rank_main(target: Callable[..., Any], rank: int, world_size: int, port: int
     )
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     try:
-        init_distributed(backend="gloo", timeout_minutes=2)
+        init_distributed(backend=backend, timeout_minutes=2)
         # Plain pickle copies tensors into the message; the queue's own pickler would share
         # their memory through a file descriptor that dies with this process.
         results.put((rank, True, pickle.dumps(target(*args))))
@@ -60,6 +62,7 @@ def run_on_ranks(
     *,
     timeout_s: float = 180.0,
     preload: Sequence[str] = (),
+    backend: str | None = "gloo",
 ) -> list[Any]:
     """Call ``target(*args)`` on ``world_size`` processes joined in a gloo process group; return each rank's result.
 
@@ -69,6 +72,7 @@ def run_on_ranks(
         args: positional arguments, pickled to every rank.
         timeout_s: how long to wait for all ranks.
         preload: extra modules the fork server imports once (the module defining ``target``).
+        backend: the process group's backend (None: nccl with CUDA, gloo without).
 
     Returns:
         The return values, indexed by rank (they must pickle).
@@ -81,7 +85,7 @@ def run_on_ranks(
     results = context.Queue()
     port = free_port()
     ranks = [
-        context.Process(target=_rank_main, args=(target, rank, world_size, port, tuple(args), results))
+        context.Process(target=_rank_main, args=(target, rank, world_size, port, tuple(args), backend, results))
         for rank in range(world_size)
     ]
     for process in ranks:
