@@ -90,7 +90,8 @@ def test_several_processes_without_a_rendezvous_address_say_how_to_launch(task, 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.delenv("MASTER_ADDR", raising=False)
-    with pytest.raises(ConfigError, match="MASTER_ADDR and MASTER_PORT not set.*torchrun"):
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    with pytest.raises(ConfigError, match=r"MASTER_ADDR and MASTER_PORT not set.*torchrun"):
         _setup(sft_config(task, tmp_path))
 
 
