@@ -24,7 +24,13 @@ from automodel.config import ConfigError, ConfigNode, config_error, did_you_mean
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data import fast_forward
 from automodel.data.llm import default_collater, pack_dataset, packed_collater
-from automodel.distributed import Parallelism, destroy_distributed, setup_parallelism, unwrap_model
+from automodel.distributed import (
+    Parallelism,
+    destroy_distributed,
+    launcher_coordinates,
+    setup_parallelism,
+    unwrap_model,
+)
 from automodel.models import load_tokenizer, training_flops_per_token
 from automodel.recipes.llm.adapters import (
     add_adapters,
@@ -569,8 +575,14 @@ def describe_layout(parallel: Parallelism) -> str:
 
 
 def show_component_logs() -> None:
-    """Print the INFO messages of automodel packages (dropped samples, packing efficiency, ...) on stderr."""
+    """Print the INFO messages of automodel packages (dropped samples, packing efficiency, ...) on stderr.
+
+    Only the first process prints them, so N processes do not print N copies.
+    """
     logger = logging.getLogger("automodel")
+    if launcher_coordinates()[0] != 0:
+        logger.setLevel(logging.WARNING)
+        return
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
