@@ -27,14 +27,15 @@ def _jsonl(path: Path) -> list[dict]:
     ("distributed", "layout"),
     [
         (["--+distributed.strategy", "fsdp2"], "fsdp2: dp_replicate=1 x dp_shard=2 x cp=1 x tp=1"),
+        (["--+distributed.strategy", "ddp"], "ddp: dp_replicate=1 x dp_shard=2 x cp=1 x tp=1"),
         (["--+distributed.tp_size", "2"], "fsdp2: dp_replicate=1 x dp_shard=1 x cp=1 x tp=2"),
     ],
-    ids=["fsdp2", "tp2"],
+    ids=["fsdp2", "ddp", "tp2"],
 )
 def test_two_processes_learn_the_default_job_with_the_one_process_losses(tmp_path, distributed, layout):
     automodel = str(Path(sys.executable).parent / "automodel")
     # Two data-parallel ranks read half the batch each; under TP both ranks read the whole batch.
-    local = ["--step_scheduler.local_batch_size", "16"] if "fsdp2" in distributed else []
+    local = [] if "--+distributed.tp_size" in distributed else ["--step_scheduler.local_batch_size", "16"]
     command = [automodel, "finetune", "llm", "-c", "examples/llm_finetune/tiny_sft.yaml", "--nproc-per-node", "2"]
     result = subprocess.run(
         [*command, "--checkpoint.dir", str(tmp_path), *distributed, *local],

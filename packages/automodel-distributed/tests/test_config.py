@@ -73,6 +73,10 @@ def test_ddp_has_no_cpu_offload() -> None:
     _fails({"strategy": "ddp", "cpu_offload": True}, "distributed.cpu_offload is an FSDP2 option")
 
 
+def test_cpu_offload_without_a_gpu_is_refused() -> None:
+    _size_fails({"cpu_offload": True}, 2, "distributed.cpu_offload moves GPU parameters", "remove cpu_offload")
+
+
 def test_context_parallelism_needs_cuda() -> None:
     _size_fails({"cp_size": 2}, 2, "distributed.cp_size 2 needs CUDA", "set cp_size: 1")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +25,13 @@ def run_train_ft(task: str, out: str, sections: dict[str, Any]) -> dict[str, Any
         "wrapper": type(recipe.model).__name__,
         "losses": {r["step"]: r["loss"] for r in read_jsonl(log)} if log.exists() else None,
     }
+
+
+def run_train_ft_signalling_rank1(task: str, out: str, sections: dict[str, Any]) -> dict[str, Any]:
+    """Run train_ft; one second into training, rank 1 alone receives SIGUSR1. Return the step each rank stopped at."""
+    recipe = TrainFinetuneRecipeForNextTokenPrediction(sft_config(Path(task), Path(out), **sections))
+    recipe.setup()
+    if recipe.parallel.env.rank == 1:
+        threading.Timer(1.0, os.kill, args=(os.getpid(), signal.SIGUSR1)).start()
+    recipe.run_train_validation_loop()
+    return {"rank": recipe.parallel.env.rank, "step": recipe.step_scheduler.step}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import PeftModel
-from recipe_distributed_workers import run_train_ft
+from recipe_distributed_workers import run_train_ft, run_train_ft_signalling_rank1
 from recipe_test_helpers import read_jsonl
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -91,3 +91,17 @@ def test_lora_under_fsdp2_gives_the_one_process_losses_and_the_same_adapter(task
     base = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "base_model")
     adapted = PeftModel.from_pretrained(base, tmp_path / "two" / f"step_{STEPS:06d}" / "model")
     assert adapted.peft_config["default"].r == 16
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint(task, tmp_path):
+    sections = _sections({"strategy": "fsdp2"}, step_scheduler=_schedule(max_steps=2000))
+    results = run_on_ranks(
+        run_train_ft_signalling_rank1,
+        2,
+        args=(str(task), str(tmp_path), sections),
+        preload=["recipe_distributed_workers"],
+    )
+    steps = {r["step"] for r in results}
+    assert len(steps) == 1 and 0 < steps.pop() < 2000
+    latest = (tmp_path / "latest").read_text().strip()
+    assert latest == f"step_{results[0]['step']:06d}"

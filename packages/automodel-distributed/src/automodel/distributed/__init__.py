@@ -17,6 +17,7 @@ from automodel.distributed.cp import make_cp_batch_and_ctx, prepare_cp_batch
 from automodel.distributed.ddp import apply_ddp, unwrap_model
 from automodel.distributed.env import (
     DistributedEnv,
+    any_rank,
     destroy_distributed,
     init_distributed,
     is_rank0,
@@ -44,6 +45,7 @@ __all__ = [
     "MeshSizes",
     "MixedPrecision",
     "Parallelism",
+    "any_rank",
     "apply_ddp",
     "apply_fsdp2",
     "apply_megatron_fsdp",

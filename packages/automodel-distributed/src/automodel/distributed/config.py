@@ -245,6 +245,11 @@ def resolve_sizes(config: DistributedConfig, world_size: int, device_type: str =
             f"distributed.cp_size {cp} needs CUDA: context parallelism runs on torch's ring attention over "
             "SDPA kernels that exist on GPUs only; set cp_size: 1 on this machine"
         )
+    if config.cpu_offload and device_type != "cuda":
+        raise DistributedError(
+            "distributed.cpu_offload moves GPU parameters, gradients and optimizer state to the CPU, and this run "
+            "has no GPU (everything is on the CPU already); remove cpu_offload"
+        )
     if world_size % (tp * cp):
         raise DistributedError(
             f"the world size ({world_size} processes) is not divisible by tp_size x cp_size = {tp} x {cp} = {tp * cp}; "

@@ -128,6 +128,23 @@ def destroy_distributed() -> None:
         dist.destroy_process_group()
 
 
+def any_rank(flag: bool, device: torch.device | None = None) -> bool:
+    """Return True on every rank when ``flag`` is True on at least one (``flag`` itself for one process).
+
+    A decision that changes which collectives run next (stop and save after a signal that
+    reached the ranks at different steps) must be the same on every rank; every rank must call this.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    if device is None:
+        device = (
+            torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        )
+    value = torch.tensor(int(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def is_rank0() -> bool:
     """True for a single process or global rank 0."""
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0

@@ -56,7 +56,8 @@ def apply_fsdp2(model: torch.nn.Module, mesh: DeviceMesh, config: DistributedCon
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)
-            module.set_force_sum_reduction_for_comms(True)  # a plain SUM, which gloo supports too
+            if hasattr(module, "set_force_sum_reduction_for_comms"):  # newer torch; a plain SUM gloo supports too
+                module.set_force_sum_reduction_for_comms(True)
     return model
 
 

@@ -26,6 +26,7 @@ from automodel.data import fast_forward
 from automodel.data.llm import default_collater, pack_dataset, packed_collater
 from automodel.distributed import (
     Parallelism,
+    any_rank,
     destroy_distributed,
     launcher_coordinates,
     setup_parallelism,
@@ -406,6 +407,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             self._validate()
         tokens, started = 0, time.perf_counter()
         last_step: Path | None = None
+        stopping = False
         with SaveOnSignal(self.checkpoint.signals) as stop:
             for micro_batches in scheduler:
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -430,15 +432,18 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                     self._validate()
                 final = scheduler.is_last_step and self.checkpoint.save_final
                 due = final or (scheduler.is_ckpt_step and not scheduler.is_last_step)
-                if self.checkpoint.enabled and (due or stop.requested):
+                # A signal may reach the ranks at different steps; they stop together at the first.
+                stopping = bool(self.checkpoint.signals) and any_rank(stop.requested, self.device)
+                if self.checkpoint.enabled and (due or stopping):
                     last_step = self.save_checkpoint()
-                if stop.requested:
+                if stopping:
                     self.progress.message(
-                        f"{stop.signal} received: saved {last_step}, stopping at step {scheduler.step}"
+                        f"{stop.signal or 'a signal to another rank'} received: saved {last_step}, "
+                        f"stopping at step {scheduler.step}"
                     )
                     break
         self.checkpointer.close()
-        if self.val_dataloader is not None and not scheduler.val_check_interval and not stop.requested:
+        if self.val_dataloader is not None and not scheduler.val_check_interval and not stopping:
             self._validate()
         self.progress.close()
         self._farewell(last_step)
