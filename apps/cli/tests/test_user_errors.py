@@ -117,11 +117,6 @@ def test_nproc_per_node_below_one(automodel, good):
     assert_one_paragraph_error(automodel("finetune", "toy", "-c", good, "--nproc-per-node", "0"), "at least 1")
 
 
-def test_launcher_section_not_supported_yet(automodel, write_config):
-    cfg = write_config({"slurm": {"nodes": 2}})
-    assert_one_paragraph_error(automodel("finetune", "toy", "-c", cfg), "`slurm:`", "--~slurm")
-
-
 def test_route_whose_module_is_missing(automodel, good):
     assert_one_paragraph_error(
         automodel("finetune", "broken", "-c", good), "cannot be imported", "automodel-test-routes"

@@ -10,9 +10,9 @@ import typer
 from typer.core import TyperGroup
 
 from automodel.cli.errors import USER_ERROR_EXIT, CliError, is_user_error, print_error, report
+from automodel.cli.job import Job, Launcher, split_launcher
 from automodel.cli.launch import (
     LaunchOptions,
-    check_launcher_sections,
     check_options,
     inside_torchrun,
     run_in_process,
@@ -120,7 +120,10 @@ def show_command(
 
 def _launch(route: Route, config_path: Path, cfg: Any, overrides: list[str], options: LaunchOptions) -> int:
     check_options(options)
-    check_launcher_sections(cfg)
+    launcher, section, cfg = split_launcher(cfg)
+    if launcher != "local":
+        job = Job(route, cfg, config_path, options, launcher, section)
+        return remote_launcher(launcher)(job)
     path = str(config_path.resolve())
     distributed = options.multi_process() and not inside_torchrun()
     command = (
@@ -139,6 +142,17 @@ def _launch(route: Route, config_path: Path, cfg: Any, overrides: list[str], opt
     if worker_error is not None:
         raise CliError(worker_error)
     return code
+
+
+def remote_launcher(name: str) -> Launcher:
+    """Return the launcher for a ``slurm:`` or ``k8s:`` section (imported only when used)."""
+    if name == "slurm":
+        from automodel.cli.slurm import launch_slurm
+
+        return launch_slurm
+    from automodel.cli.k8s import launch_k8s
+
+    return launch_k8s
 
 
 NprocOption = typer.Option(1, "--nproc-per-node", help="Processes per node; more than 1 runs torchrun.")

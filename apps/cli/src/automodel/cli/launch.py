@@ -13,7 +13,6 @@ from pathlib import Path
 from automodel.cli.errors import CliError
 from automodel.cli.routes import Route, load_main
 
-LAUNCHER_SECTIONS = ("slurm", "k8s")
 ERROR_DIR_ENV = "AUTOMODEL_ERROR_DIR"
 
 
@@ -47,16 +46,6 @@ def check_options(options: LaunchOptions) -> None:
         raise CliError(f"--master-port must be between 1 and 65535, got {options.master_port}")
     if options.node_rank is not None and options.node_rank < 0:
         raise CliError(f"--node-rank must be 0 or more, got {options.node_rank}")
-
-
-def check_launcher_sections(config: object) -> None:
-    """Raise CliError for launcher sections this version cannot run yet."""
-    for section in LAUNCHER_SECTIONS:
-        if section in config:  # type: ignore[operator]
-            raise CliError(
-                f"the `{section}:` launcher section is not supported by this automodel-cli yet (issue #7); "
-                f"remove it to run locally, e.g. with --~{section}"
-            )
 
 
 def worker_command(route: Route, config_path: str, overrides: list[str]) -> list[str]:
