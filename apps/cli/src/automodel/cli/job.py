@@ -63,7 +63,7 @@ def split_launcher(config: Any) -> tuple[str, dict[str, Any], Any]:
     """Return ``(launcher name, its section as plain data, the config without it)``; the config loses it in place.
 
     Raises:
-        CliError: the config holds both a ``slurm:`` and a ``k8s:`` section, or a launcher section that is not a mapping.
+        CliError: both a ``slurm:`` and a ``k8s:`` section, or a launcher section that is not a mapping.
     """
     present = [name for name in LAUNCHER_SECTIONS if name in config]
     if not present:
