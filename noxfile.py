@@ -73,7 +73,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def e2e(session: nox.Session) -> None:
-    """Cross-package tests in tests/: every package installed, driven through the `automodel` command."""
+    """Cross-package tests in tests/: every package installed, driven through the `automodel` command.
+
+    Installs Debian's slurm-wlm and munge first where it can, for the local SLURM cluster tests.
+    """
+    session.run("bash", str(ROOT / "tools" / "install_slurm.sh"), external=True)
     _sync(session, "--all-packages")
     session.run("pytest", str(ROOT / "tests"), *session.posargs, env=TEST_ENV)
 

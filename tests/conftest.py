@@ -8,4 +8,5 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))  # helper modules such as slurm_cluster
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -19,6 +19,7 @@ from automodel.cli.launch import LaunchOptions
 from automodel.cli.routes import Route
 
 LAUNCHER_SECTIONS = ("slurm", "k8s")
+_SECRET_ENDINGS = ("token", "key", "password", "passwd", "secret", "secrets", "credential", "credentials")
 CONFIG_FILE = "config.yaml"
 
 
@@ -99,3 +100,13 @@ def job_dir(section: Mapping[str, Any], name: str, default_root: str = "automode
         return Path(str(given)).resolve()
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "job"
     return Path(default_root, f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+
+
+def looks_secret(name: str) -> bool:
+    """True when an environment variable name reads like a secret (``HF_TOKEN``, ``WANDB_API_KEY``, ``DB_PASSWORD``).
+
+    The name is split into words on non-letters and camelCase; a word ending in token, key,
+    password, secret or credential marks it (so ``TOKENIZERS_PARALLELISM`` is not one).
+    """
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return any(word.endswith(_SECRET_ENDINGS) for word in re.split(r"[^a-z0-9]+", spaced.lower()))

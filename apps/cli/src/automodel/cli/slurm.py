@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from automodel.cli.errors import CliError
-from automodel.cli.job import CONFIG_FILE, Job, check_keys, job_dir
+from automodel.cli.job import CONFIG_FILE, Job, check_keys, job_dir, looks_secret
 
 SLURM_KEYS = (
     "job_name",
@@ -50,7 +50,6 @@ SLURM_KEYS = (
     "python",
 )
 SCRIPT_FILE = "sbatch.sh"
-SECRET_WORDS = ("token", "key", "password", "secret")
 ENV_REFERENCE = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)(,[^}]*)?\}$")
 
 
@@ -130,7 +129,7 @@ def _env(section: Mapping[str, Any]) -> dict[str, str]:
             raise CliError(f"slurm.env.{name} is not an environment variable name (letters, digits, underscores)")
         text = "" if text is None else str(text)
         reference = ENV_REFERENCE.match(text)
-        if reference is None and any(word in str(name).lower() for word in SECRET_WORDS):
+        if reference is None and looks_secret(str(name)):
             raise CliError(
                 f"slurm.env.{name} holds a secret written into the config; it would be copied into the job script. "
                 f"Export it in the shell you submit from and write `{name}: ${{env:{name}}}`, which passes it through"
