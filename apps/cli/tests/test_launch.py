@@ -122,6 +122,21 @@ def test_dry_run_passes_multi_node_flags_to_torchrun(tmp_path, write_config, aut
     assert "--standalone" not in command
 
 
+def test_dry_run_passes_a_c10d_rendezvous_endpoint_to_torchrun(tmp_path, write_config, automodel):
+    cfg = write_config({"output": {"dir": str(tmp_path / "out")}})
+    result = automodel("finetune", "toy", "-c", cfg, "--nnodes", "2", "--rdzv-endpoint", "node0:29400", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    command = result.stdout.strip().splitlines()[-1]
+    assert "--rdzv-backend=c10d --rdzv-endpoint=node0:29400" in command
+    assert "--standalone" not in command
+
+
+def test_rdzv_endpoint_and_master_addr_together_are_refused(tmp_path, write_config, automodel):
+    cfg = write_config({"output": {"dir": str(tmp_path / "out")}})
+    result = automodel("finetune", "toy", "-c", cfg, "--rdzv-endpoint", "a:1", "--master-addr", "b", "--dry-run")
+    assert result.returncode == 2 and "--rdzv-endpoint and --master-addr" in result.stderr
+
+
 def test_two_processes_run_under_torchrun_with_ranks_and_world_size(tmp_path, write_config):
     cfg = write_config({"output": {"dir": str(tmp_path / "out")}})
     pid, result = _popen(["finetune", "toy", "-c", str(cfg), "--nproc-per-node", "2"])

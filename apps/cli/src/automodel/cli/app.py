@@ -160,6 +160,9 @@ NnodesOption = typer.Option(None, "--nnodes", help="Number of nodes (or MIN:MAX)
 NodeRankOption = typer.Option(None, "--node-rank", help="This node's rank, passed to torchrun.")
 MasterAddrOption = typer.Option(None, "--master-addr", help="Rendezvous host, passed to torchrun.")
 MasterPortOption = typer.Option(None, "--master-port", help="Rendezvous port, passed to torchrun.")
+RdzvOption = typer.Option(
+    None, "--rdzv-endpoint", help="host:port of a c10d rendezvous for every node, passed to torchrun."
+)
 DryRunOption = typer.Option(False, "--dry-run", help="Print the resolved config and the command; run nothing.")
 
 _route_app = typer.Typer(add_completion=False)
@@ -177,13 +180,14 @@ def run_route(
     node_rank: int | None = NodeRankOption,
     master_addr: str | None = MasterAddrOption,
     master_port: int | None = MasterPortOption,
+    rdzv_endpoint: str | None = RdzvOption,
     dry_run: bool = DryRunOption,
 ) -> int:
     """Run the recipe for COMMAND DOMAIN on a config; extra --section.key VALUE arguments override it."""
     route = find_route(ctx.info_name or "", domain)
     if config is None:
         raise CliError(f"no config file given; run automodel {route.command} {route.domain} -c path/to/config.yaml")
-    options = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run)
+    options = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run, rdzv_endpoint)
     return _launch(route, config, _load(config, ctx.args), list(ctx.args), options)
 
 
@@ -198,6 +202,7 @@ def run_file(
     node_rank: int | None = NodeRankOption,
     master_addr: str | None = MasterAddrOption,
     master_port: int | None = MasterPortOption,
+    rdzv_endpoint: str | None = RdzvOption,
     dry_run: bool = DryRunOption,
 ) -> int:
     """Run the recipe named by the config's `recipe:` key (command.domain, e.g. finetune.llm)."""
@@ -209,7 +214,7 @@ def run_file(
             f"{config}: no `{RECIPE_KEY}:` key says which recipe to run; add e.g. `{RECIPE_KEY}: finetune.llm`, "
             "or run automodel <command> <domain> -c " + str(config)
         )
-    options = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run)
+    options = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run, rdzv_endpoint)
     return _launch(route_by_name(name.strip()), config, cfg, list(ctx.args), options)
 
 

@@ -61,7 +61,7 @@ CONTAINER = "pytorch"  # the training operator sets its variables only in a cont
 PYTORCHJOB_PORT = ("pytorchjob-port", 23456)  # the operator's default port name and number
 JOBSET_PORT = 29500
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-_MULTI_NODE_FLAGS = ("nnodes", "node_rank", "master_addr", "master_port")
+_MULTI_NODE_FLAGS = ("nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint")
 
 
 def pod_command(job: Job, settings: K8sSettings) -> list[str]:

@@ -26,10 +26,16 @@ class LaunchOptions:
     master_addr: str | None = None
     master_port: int | None = None
     dry_run: bool = False
+    rdzv_endpoint: str | None = None
 
     def multi_process(self) -> bool:
         """True when the flags ask for more than one process or for another node."""
-        return self.nproc_per_node > 1 or self.nnodes not in (None, "1") or self.node_rank not in (None, 0)
+        return (
+            self.nproc_per_node > 1
+            or self.nnodes not in (None, "1")
+            or self.node_rank not in (None, 0)
+            or self.rdzv_endpoint is not None
+        )
 
 
 def inside_torchrun() -> bool:
@@ -46,6 +52,11 @@ def check_options(options: LaunchOptions) -> None:
         raise CliError(f"--master-port must be between 1 and 65535, got {options.master_port}")
     if options.node_rank is not None and options.node_rank < 0:
         raise CliError(f"--node-rank must be 0 or more, got {options.node_rank}")
+    if options.rdzv_endpoint is not None and options.master_addr is not None:
+        raise CliError(
+            "--rdzv-endpoint and --master-addr both say where the nodes meet; give one (--rdzv-endpoint host:port "
+            "for c10d rendezvous, or --master-addr/--master-port for a static one)"
+        )
 
 
 def worker_command(route: Route, config_path: str, overrides: list[str]) -> list[str]:
@@ -56,7 +67,7 @@ def worker_command(route: Route, config_path: str, overrides: list[str]) -> list
 def torchrun_command(options: LaunchOptions, route: Route, config_path: str, overrides: list[str]) -> list[str]:
     """Return the torch.distributed.run command for the launcher flags (through automodel.cli.torchrun)."""
     args = [sys.executable, "-m", "automodel.cli.torchrun", f"--nproc-per-node={options.nproc_per_node}"]
-    single_node = options.nnodes in (None, "1") and options.master_addr is None
+    single_node = options.nnodes in (None, "1") and options.master_addr is None and options.rdzv_endpoint is None
     if single_node and options.master_port is None:
         args.append("--standalone")
     if options.nnodes is not None:
@@ -67,6 +78,8 @@ def torchrun_command(options: LaunchOptions, route: Route, config_path: str, ove
         args.append(f"--master-addr={options.master_addr}")
     if options.master_port is not None:
         args.append(f"--master-port={options.master_port}")
+    if options.rdzv_endpoint is not None:
+        args += ["--rdzv-backend=c10d", f"--rdzv-endpoint={options.rdzv_endpoint}"]
     return [*args, *worker_command(route, config_path, overrides)[1:]]
 
 

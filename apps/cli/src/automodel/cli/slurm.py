@@ -322,10 +322,12 @@ def launch_slurm(job: Job) -> int:
         CliError: a bad ``slurm:`` section, multi-node CLI flags, or no ``sbatch`` on PATH.
     """
     options = job.options
-    if options.nnodes is not None or options.node_rank is not None or options.master_addr is not None:
+    flags = ("nnodes", "node_rank", "master_addr", "master_port", "rdzv_endpoint")
+    given = [f"--{flag.replace('_', '-')}" for flag in flags if getattr(options, flag) is not None]
+    if given:
         raise CliError(
-            "--nnodes, --node-rank and --master-addr do not apply to a slurm: job; set slurm.nodes and SLURM "
-            "places the processes"
+            f"{', '.join(given)} cannot be used with a `slurm:` section: SLURM places the nodes and the job script "
+            "sets up their rendezvous; drop the flag(s) and set slurm.nodes instead"
         )
     settings = parse_slurm_section(job.section or {}, job.route.name, options.nproc_per_node)
     script = write_job_files(job, settings, Path.cwd())
