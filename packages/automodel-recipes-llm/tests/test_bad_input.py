@@ -86,6 +86,16 @@ def test_a_bad_distributed_section_names_the_section_and_the_arithmetic(task, tm
     assert "`distributed`" in str(info.value)
 
 
+def test_chunked_cross_entropy_with_several_processes_is_refused_naming_loss_fn(task, tmp_path):
+    from recipe_distributed_workers import run_train_ft
+
+    from automodel.distributed.testing import run_on_ranks
+
+    sections = {"loss_fn": {"_target_": "automodel.training.ChunkedCrossEntropy"}, "validation_dataset": None}
+    with pytest.raises(RuntimeError, match=r"`loss_fn`.*ChunkedCrossEntropy reads the decoder's hidden states"):
+        run_on_ranks(run_train_ft, 2, args=(str(task), str(tmp_path), sections), preload=["recipe_distributed_workers"])
+
+
 def test_several_processes_without_a_rendezvous_address_say_how_to_launch(task, tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")

@@ -315,6 +315,14 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.optimizer = parallel.prepare_optimizer(build_optimizer(cfg, self.model))
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.step_scheduler.max_steps)
         self.loss_fn = build_loss_fn(cfg)
+        if getattr(self.loss_fn, "needs_hidden_states", False) and parallel.env.world_size > 1:
+            raise config_error(
+                cfg,
+                f"{type(self.loss_fn).__name__} reads the decoder's hidden states past the model's own forward, which "
+                "a model sharded or wrapped over several processes does not support yet",
+                "loss_fn",
+                "use automodel.training.MaskedCrossEntropy (the default) with several processes",
+            )
         self.max_grad_norm = (cfg.get("clip_grad_norm") or {}).get("max_norm")
         self.checkpointer = build_checkpointer(self.checkpoint)
         resumed_from = self._restore()
