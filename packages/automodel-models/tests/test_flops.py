@@ -1,9 +1,12 @@
-"""training_flops_per_token: 6 x the Linear weights of the real model plus causal attention."""
+"""training_flops_per_token: 6 x the Linear weights of the real model plus causal attention, checked against
+the FLOPs torch counts in a real training step; the LoRA adjustment by hand (and against torch in the recipe tests)."""
 
 from __future__ import annotations
 
 import pytest
-from models_test_helpers import linear_weight_count
+import torch
+from models_test_helpers import linear_weight_count, token_batch
+from torch.utils.flop_counter import FlopCounterMode
 
 from automodel.models import AutoModelForCausalLM, ModelError, tiny_llama_config, training_flops_per_token
 
@@ -48,3 +51,52 @@ def test_missing_fields_are_named():
 def test_sequence_length_must_be_a_positive_integer(seq_length):
     with pytest.raises(ModelError, match=r"seq_length must be a positive integer"):
         training_flops_per_token(tiny_llama_config(), seq_length)
+
+
+def test_lora_counts_frozen_weights_at_four_and_adapters_at_six_times_rank_times_fan():
+    config, seq = tiny_llama_config(), 64
+    full = training_flops_per_token(config, seq)
+    attention = 12 * 2 * 4 * 16 * seq / 2
+    shapes = [(64, 64), (64, 32), (128, 64)]
+    lora = training_flops_per_token(config, seq, lora_rank=4, lora_shapes=shapes)
+    adapters = 6 * 4 * ((64 + 64) + (64 + 32) + (128 + 64))
+    assert lora - attention == (full - attention) / 6 * 4 + adapters
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lora_rank": 8}, "lora_rank was given without lora_shapes"),
+        ({"lora_shapes": [(64, 64)]}, "lora_shapes was given without lora_rank"),
+        ({"lora_rank": 0, "lora_shapes": [(64, 64)]}, "lora_rank must be a positive integer"),
+        ({"lora_rank": 8, "lora_shapes": [(64,)]}, r"lora_shapes must be \(in_features, out_features\) pairs"),
+    ],
+)
+def test_lora_arguments_are_checked(kwargs, message):
+    with pytest.raises(ModelError, match=message):
+        training_flops_per_token(tiny_llama_config(), 16, **kwargs)
+
+
+def _counted_flops(model: torch.nn.Module, ids: torch.Tensor) -> dict[str, int]:
+    """FLOPs that FlopCounterMode counts in one forward and backward of ``model`` on ``ids``, by op name."""
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=ids).logits.float().sum().backward()
+    return {str(op).removeprefix("aten."): count for op, count in counter.get_flop_counts()["Global"].items()}
+
+
+@pytest.mark.parametrize(("fields", "head_dim"), CONFIGS.values(), ids=CONFIGS.keys())
+def test_the_formula_matches_the_matmuls_torch_counts_in_a_training_step(fields, head_dim):
+    model = AutoModelForCausalLM.from_config(fields, seed=0, attn_implementation="sdpa")
+    batch, seq = 2, 32
+    counted = _counted_flops(model, token_batch(fields["vocab_size"], batch, seq))
+    tokens = batch * seq
+    sdpa_forward = counted.pop("_scaled_dot_product_flash_attention_for_cpu")
+    sdpa_backward = counted.pop("_scaled_dot_product_flash_attention_for_cpu_backward")
+    assert set(counted) <= {"mm", "addmm", "bmm"}, counted
+    attention = 12 * fields["num_hidden_layers"] * fields["num_attention_heads"] * head_dim * seq / 2
+    # Linear layers: forward, input gradient and weight gradient, exactly.
+    assert training_flops_per_token(model.config, seq) - attention == sum(counted.values()) / tokens
+    # torch counts SDPA with no causal saving (4 * s * d per query and head forward), and its
+    # backward as 5 matmuls (one recomputes QK^T); the model needs 3x forward, halved when causal.
+    assert sdpa_backward == sdpa_forward * 10 / 4
+    assert attention == 3 * sdpa_forward / tokens / 2

@@ -93,7 +93,12 @@ def test_chunked_cross_entropy_with_several_processes_is_refused_naming_loss_fn(
 
     sections = {"loss_fn": {"_target_": "automodel.training.ChunkedCrossEntropy"}, "validation_dataset": None}
     with pytest.raises(RuntimeError, match=r"`loss_fn`.*ChunkedCrossEntropy reads the decoder's hidden states"):
-        run_on_ranks(run_train_ft, 2, args=(str(task), str(tmp_path), sections), preload=["recipe_distributed_workers"])
+        run_on_ranks(
+            run_train_ft,
+            2,
+            args=(str(task), str(tmp_path), sections),
+            preload=["automodel.recipes.llm.train_ft", "recipe_distributed_workers"],
+        )
 
 
 def test_several_processes_without_a_rendezvous_address_say_how_to_launch(task, tmp_path, monkeypatch):

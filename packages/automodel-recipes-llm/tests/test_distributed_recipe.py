@@ -28,7 +28,11 @@ def _sections(distributed: dict | None, **extra) -> dict:
 
 def _on_two_ranks(task, out, sections) -> list[dict]:
     return run_on_ranks(
-        run_train_ft, 2, args=(str(task), str(out), sections), preload=["recipe_distributed_workers"], timeout_s=300
+        run_train_ft,
+        2,
+        args=(str(task), str(out), sections),
+        preload=["automodel.recipes.llm.train_ft", "recipe_distributed_workers"],
+        timeout_s=300,
     )
 
 
@@ -99,7 +103,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoin
         run_train_ft_signalling_rank1,
         2,
         args=(str(task), str(tmp_path), sections),
-        preload=["recipe_distributed_workers"],
+        preload=["automodel.recipes.llm.train_ft", "recipe_distributed_workers"],
     )
     steps = {r["step"] for r in results}
     assert len(steps) == 1 and 0 < steps.pop() < 2000

@@ -108,3 +108,31 @@ def test_forward_loss_with_a_chunked_loss_matches_the_logits_path(model):
 def test_chunked_cross_entropy_rejects_a_non_positive_chunk_size():
     with pytest.raises(ValueError, match="chunk_size must be positive"):
         ChunkedCrossEntropy(chunk_size=0)
+
+
+def test_chunked_cross_entropy_handles_a_bias_a_frozen_head_and_a_scaled_loss():
+    torch.manual_seed(1)
+    hidden = torch.randn(2, 5, 8, requires_grad=True)
+    weight = torch.randn(VOCAB, 8)
+    bias = torch.randn(VOCAB, requires_grad=True)
+    labels = torch.randint(0, VOCAB, (2, 5))
+    (3 * MaskedCrossEntropy()(hidden @ weight.T + bias, labels)).backward()
+    expected = (hidden.grad.clone(), bias.grad.clone())
+    hidden.grad, bias.grad = None, None
+    (3 * ChunkedCrossEntropy(chunk_size=3)(hidden, weight, labels, bias=bias)).backward()
+    assert torch.allclose(expected[0], hidden.grad, atol=1e-5)
+    assert torch.allclose(expected[1], bias.grad, atol=1e-5)
+    assert weight.grad is None
+
+
+def test_chunked_cross_entropy_in_bfloat16_keeps_the_dtypes_and_is_close_to_fp32():
+    torch.manual_seed(2)
+    hidden = torch.randn(1, 12, 16, requires_grad=True)
+    weight = torch.randn(VOCAB, 16, requires_grad=True)
+    labels = torch.randint(0, VOCAB, (1, 12))
+    reference = ChunkedCrossEntropy(chunk_size=5)(hidden, weight, labels)
+    low = [t.detach().bfloat16().requires_grad_() for t in (hidden, weight)]
+    loss = ChunkedCrossEntropy(chunk_size=5)(low[0], low[1], labels)
+    loss.backward()
+    assert loss.dtype == torch.float32 and low[0].grad.dtype == low[1].grad.dtype == torch.bfloat16
+    assert abs(float(loss.detach()) - float(reference.detach())) < 0.05

@@ -17,7 +17,7 @@ from automodel.models.tiny_configs import tiny_llama_config
 from automodel.models.tokenizer_loading import load_tokenizer
 from automodel.models.tokenizer_training import build_tokenizer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CHATML_TEMPLATE",

@@ -1,7 +1,7 @@
 """automodel.training: step scheduling, the training step, losses, LR schedules, metrics and validation."""
 
 from automodel.training.errors import TrainingError
-from automodel.training.loss import IGNORE_INDEX, ChunkedCrossEntropy, MaskedCrossEntropy, forward_loss
+from automodel.training.loss import IGNORE_INDEX, ChunkedCrossEntropy, KDLoss, MaskedCrossEntropy, forward_loss
 from automodel.training.lr_schedules import constant, warmup_cosine, warmup_linear, wsd
 from automodel.training.metrics import (
     JsonlWriter,
@@ -31,6 +31,7 @@ __all__ = [
     "BaseRecipe",
     "ChunkedCrossEntropy",
     "JsonlWriter",
+    "KDLoss",
     "MaskedCrossEntropy",
     "MetricsSample",
     "ProgressReporter",

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from automodel.training.linear_ce import linear_cross_entropy
+
 IGNORE_INDEX = -100
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
@@ -47,18 +49,14 @@ class MaskedCrossEntropy:
         return total / _denominator(labels, num_label_tokens, self.ignore_index)
 
 
-def _chunk_loss(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor) -> Any:
-    logits = F.linear(hidden, weight, bias).float()
-    return F.cross_entropy(logits, target, reduction="sum")
-
-
 class ChunkedCrossEntropy:
     """Cross-entropy computed from hidden states and the LM-head weight, a chunk of tokens at a time.
 
-    Only label positions are projected, ``chunk_size`` tokens at once, and each chunk is
-    recomputed in the backward pass instead of being stored, so the full ``[tokens, vocab]``
-    fp32 logits never exist. Call with ``(hidden_states [B, T, H], weight [V, H], labels
-    [B, T], num_label_tokens=None, bias=None)``. Not for models that transform logits after
+    Only label positions are projected, ``chunk_size`` tokens at once, and each chunk's
+    gradients are computed right after its loss (``linear_cross_entropy``), so neither the
+    ``[tokens, vocab]`` logits nor their gradient ever exist and nothing is recomputed.
+    Call with ``(hidden_states [B, T, H], weight [V, H], labels [B, T], num_label_tokens=None,
+    bias=None)``. Not for models that transform logits after
     the head (e.g. Gemma 2 soft-capping).
     """
 
@@ -81,14 +79,71 @@ class ChunkedCrossEntropy:
         flat_labels = labels.reshape(-1)
         keep = flat_labels != self.ignore_index
         hidden = hidden_states.reshape(-1, hidden_states.shape[-1])[keep]
-        target = flat_labels[keep]
-        total = hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, target.numel(), self.chunk_size):
-            end = start + self.chunk_size
-            total = total + checkpoint(
-                _chunk_loss, hidden[start:end], weight, bias, target[start:end], use_reentrant=False
+        denominator = _denominator(labels, num_label_tokens, self.ignore_index)
+        return linear_cross_entropy(hidden, weight, flat_labels[keep], denominator, bias, self.chunk_size)
+
+
+def _upcast(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def _chunk_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    log_student = F.log_softmax(_upcast(student) / temperature, dim=-1)
+    log_teacher = F.log_softmax(_upcast(teacher) / temperature, dim=-1)
+    return F.kl_div(log_student, log_teacher, reduction="sum", log_target=True)
+
+
+class KDLoss:
+    """Knowledge-distillation loss: forward KL(teacher || student) over the label positions.
+
+    Call with ``(student_logits [B, T, V], teacher_logits [B, T, V], labels [B, T],
+    num_label_tokens=None)``; returns ``temperature**2 * sum KL(softmax(teacher / temperature)
+    || softmax(student / temperature))`` over the positions whose label is not
+    ``ignore_index`` (Hinton's scaling, which keeps gradients comparable across
+    temperatures), divided by ``num_label_tokens`` (default: this batch's label count) as
+    MaskedCrossEntropy is, so gradient accumulation and data parallelism stay exact. Labels
+    only choose positions; their values are not read.
+
+    The label positions are taken ``chunk_size`` at a time and upcast to fp32 (at least) inside
+    ``torch.utils.checkpoint``, which recomputes each chunk in the backward pass: fp32 copies
+    of the whole teacher and student logits never exist at once. The logits in the model's
+    dtype, and their label-position rows, do.
+    """
+
+    needs_hidden_states = False
+
+    def __init__(self, temperature: float = 1.0, chunk_size: int = 1024, ignore_index: int = IGNORE_INDEX) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.temperature = float(temperature)
+        self.chunk_size = chunk_size
+        self.ignore_index = ignore_index
+
+    def __call__(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        labels: torch.Tensor,
+        num_label_tokens: int | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if student_logits.shape != teacher_logits.shape:
+            raise ValueError(
+                f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} "
+                "differ in shape; the two models must share a vocabulary"
             )
-        return total / _denominator(labels, num_label_tokens, self.ignore_index)
+        vocab = student_logits.shape[-1]
+        keep = labels.reshape(-1) != self.ignore_index
+        student = student_logits.reshape(-1, vocab)[keep]
+        teacher = teacher_logits.detach().reshape(-1, vocab)[keep]
+        if student.shape[0] == 0:
+            return student.sum(dtype=torch.float32)
+        total = sum(
+            checkpoint(_chunk_kl, s, t, self.temperature, use_reentrant=False)
+            for s, t in zip(student.split(self.chunk_size), teacher.split(self.chunk_size), strict=True)
+        )
+        return total * self.temperature**2 / _denominator(labels, num_label_tokens, self.ignore_index)
 
 
 def forward_loss(model: torch.nn.Module, batch: dict, loss_fn: Any, num_label_tokens: Any = None) -> torch.Tensor:

@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +95,23 @@ SECTIONS = {
 REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
 
 
-def check_sections(cfg: ConfigNode) -> None:
-    """Raise ConfigError for an unknown top-level section (with the closest known one) or a missing required one."""
+def check_sections(
+    cfg: ConfigNode,
+    sections: set[str] = SECTIONS,
+    required: tuple[str, ...] = REQUIRED,
+    recipe: str = "train_ft",
+    examples: str = "examples/llm_finetune",
+) -> None:
+    """Raise ConfigError for a top-level section not in ``sections`` (with the closest one) or a missing required one.
+
+    ``recipe`` and ``examples`` name the recipe and where its example configs are in the messages.
+    """
     for key in cfg:
-        if key not in SECTIONS:
-            raise config_error(cfg, "is not a section train_ft knows", key, did_you_mean(str(key), SECTIONS))
-    for key in REQUIRED:
+        if key not in sections:
+            raise config_error(cfg, f"is not a section {recipe} knows", key, did_you_mean(str(key), sections))
+    for key in required:
         if key not in cfg:
-            raise ConfigError(
-                f"the config has no `{key}:` section, which train_ft needs", hint="see examples/llm_finetune"
-            )
+            raise ConfigError(f"the config has no `{key}:` section, which {recipe} needs", hint=f"see {examples}")
 
 
 def _built(cfg: ConfigNode, section: str, **runtime: Any) -> Any:
@@ -112,9 +120,10 @@ def _built(cfg: ConfigNode, section: str, **runtime: Any) -> Any:
         return cfg[section].instantiate(**runtime)
 
 
-def build_model(cfg: ConfigNode, device: torch.device) -> torch.nn.Module:
-    """Build the ``model:`` section (a ``_target_`` such as AutoModelForCausalLM.from_pretrained) on ``device``."""
-    return _built(cfg, "model").to(device)
+def build_model(cfg: ConfigNode, device: torch.device, section: str = "model") -> torch.nn.Module:
+    """Build the ``model:`` section (a ``_target_`` such as AutoModelForCausalLM.from_pretrained), or the model
+    section named ``section``, and return the model on ``device``."""
+    return _built(cfg, section).to(device)
 
 
 def build_tokenizer(cfg: ConfigNode) -> Any:
@@ -244,8 +253,16 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
 
     def setup(self) -> None:
         """Build model, tokenizer, data, optimizer, schedules and writers from the config."""
+        check_sections(self.cfg)
+        peft_summary = self._setup_model()
+        self._setup_training(peft_summary)
+
+    def _setup_model(self) -> str | None:
+        """Join the process group, seed, and build the tokenizer and the model (adapters added, sharded).
+
+        Returns the PEFT summary line (None without ``peft:``).
+        """
         cfg = self.cfg
-        check_sections(cfg)
         self.parallel = build_parallelism(cfg)
         self.device = self.parallel.device
         self.seed = set_seed(int(cfg.get("seed", 42)))
@@ -281,6 +298,11 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                 "add a `peft:` section (QLoRA) or remove `quantization:`",
             )
         self.model = self.parallel.parallelize(self.model)
+        return peft_summary
+
+    def _setup_training(self, peft_summary: str | None) -> None:
+        """Build data, optimizer, schedules, loss, checkpointer (restoring a resumed run) and writers."""
+        cfg = self.cfg
         parallel = self.parallel
         local_batch_size = int(cfg.step_scheduler.get("local_batch_size", 1))
         self.dataset = build_dataset(cfg, "dataset", self.tokenizer)
@@ -419,17 +441,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         with SaveOnSignal(self.checkpoint.signals) as stop:
             for micro_batches in scheduler:
                 lr = self.optimizer.param_groups[0]["lr"]
-                result = train_step(
-                    self.model,
-                    micro_batches,
-                    self.loss_fn,
-                    self.optimizer,
-                    lr_scheduler=self.lr_scheduler,
-                    max_grad_norm=self.max_grad_norm,
-                    device=self.device,
-                    all_reduce=self.parallel.sum_over_data_parallel(),
-                    prepare_micro_batch=self._micro_batch_hook(),
-                )
+                result = self._train_step(micro_batches)
                 tokens += result.num_tokens
                 if scheduler.is_log_step:
                     elapsed = time.perf_counter() - started
@@ -456,6 +468,20 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.progress.close()
         self._farewell(last_step)
 
+    def _train_step(self, micro_batches: list[dict]) -> Any:
+        """Run one optimizer step over ``micro_batches``; return its StepResult."""
+        return train_step(
+            self.model,
+            micro_batches,
+            self.loss_fn,
+            self.optimizer,
+            lr_scheduler=self.lr_scheduler,
+            max_grad_norm=self.max_grad_norm,
+            device=self.device,
+            all_reduce=self.parallel.sum_over_data_parallel(),
+            prepare_micro_batch=self._micro_batch_hook(),
+        )
+
     def _micro_batch_hook(self) -> Any:
         """The per-micro-batch context (loss over sharded logits, context parallelism), None when not needed."""
         sizes = self.parallel.sizes
@@ -468,8 +494,11 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             return count
         return int(reduce(torch.tensor(count, device=self.device)))
 
-    def _log(self, result: Any, lr: float, tps: float, tokens_per_row: float) -> None:
-        """Write one MetricsSample (rank 0) and update the progress line; ``tps`` counts every rank's tokens."""
+    def _log(self, result: Any, lr: float, tps: float, tokens_per_row: float, extra: dict | None = None) -> None:
+        """Write one MetricsSample and the ``extra`` fields (rank 0), and update the progress line.
+
+        ``tps`` counts every rank's tokens.
+        """
         flops = training_flops_per_token(self.hf_model.config, max(1, round(tokens_per_row)))
         sample = MetricsSample(
             step=self.step_scheduler.step,
@@ -482,12 +511,12 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             mfu=model_flops_utilization(tps, flops, self.peak_tflops * self.parallel.env.world_size),
         )
         if self.parallel.is_rank0:
-            self.training_log.write(sample.to_dict())
+            self.training_log.write({**sample.to_dict(), **(extra or {})})
         self.progress.update(sample.step, {"loss": sample.loss, "lr": sample.lr, "tps": round(sample.tps)})
 
-    def _validate(self) -> dict:
-        step = self.step_scheduler.step
-        losses = validation_loss(
+    def _validation_metrics(self) -> dict:
+        """Return ``val_loss``, ``val_ppl`` and ``val_tokens`` of the model over the validation set."""
+        return validation_loss(
             self.model,
             self.val_dataloader,
             self.loss_fn,
@@ -495,7 +524,10 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             all_reduce=self.parallel.sum_over_data_parallel(),
             prepare_micro_batch=self._micro_batch_hook(),
         )
-        record = {"step": step, **losses}
+
+    def _validate(self) -> dict:
+        step = self.step_scheduler.step
+        record = {"step": step, **self._validation_metrics()}
         if self.generation is not None:
             settings = dict(self.generation)
             with self.parallel.generation(self.model) as model:
@@ -603,11 +635,14 @@ def show_component_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
-def main(cfg: ConfigNode | None = None) -> int:
-    """Run train_ft on ``cfg`` (default: the config named by ``-c`` in sys.argv); return the exit status."""
+def run_recipe(recipe_class: type[BaseRecipe], cfg: ConfigNode | None = None) -> int:
+    """Set up and run ``recipe_class`` on ``cfg`` (default: the config named by ``-c`` in sys.argv); return 0.
+
+    The process group is destroyed afterwards, whether the run ends or fails.
+    """
     cfg = load_config_from_argv() if cfg is None else cfg
     show_component_logs()
-    recipe = TrainFinetuneRecipeForNextTokenPrediction(cfg)
+    recipe = recipe_class(cfg)
     try:
         recipe.setup()
         recipe.run_train_validation_loop()
@@ -616,10 +651,16 @@ def main(cfg: ConfigNode | None = None) -> int:
     return 0
 
 
-def _main_reporting_user_errors() -> int:
+def main(cfg: ConfigNode | None = None) -> int:
+    """Run train_ft on ``cfg`` (default: the config named by ``-c`` in sys.argv); return the exit status."""
+    return run_recipe(TrainFinetuneRecipeForNextTokenPrediction, cfg)
+
+
+def main_reporting_user_errors(recipe_main: Callable[[], int]) -> int:
+    """Call ``recipe_main()``; print a user error as one line on stderr and return 2 instead of raising it."""
     # Twin of automodel.cli.worker.main's error handling (recipes may not import the CLI).
     try:
-        return main()
+        return recipe_main()
     except Exception as exc:
         if not getattr(exc, "user_error", False):
             raise
@@ -628,7 +669,7 @@ def _main_reporting_user_errors() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main_reporting_user_errors())
+    sys.exit(main_reporting_user_errors(main))
 
 __all__ = [
     "TrainFinetuneRecipeForNextTokenPrediction",
@@ -645,4 +686,6 @@ __all__ = [
     "check_sections",
     "describe_layout",
     "main",
+    "main_reporting_user_errors",
+    "run_recipe",
 ]
