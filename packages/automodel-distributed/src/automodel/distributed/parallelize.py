@@ -89,6 +89,10 @@ class Parallelism:
         """The all-reduce that sums label-token counts and losses over dp x cp (None for one process)."""
         return sum_over_data_parallel(self.mesh)
 
+    def micro_batch_hook(self) -> Callable[[Mapping[str, Any]], tuple] | None:
+        """Return ``prepare_micro_batch`` when a micro-batch needs it (TP or CP), else None (nothing to do)."""
+        return self.prepare_micro_batch if self.sizes.tp > 1 or self.sizes.cp > 1 else None
+
     def prepare_micro_batch(self, batch: Mapping[str, Any]) -> tuple[contextlib.AbstractContextManager, dict]:
         """Return ``(context, batch)`` for one micro-batch: enter the context around its forward and backward.
 

@@ -240,15 +240,7 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
         self.device = parallel.device
         self.batch_sizes = read_batch_sizes(cfg, parallel.dp_size)
         self.total_steps = self.settings.warmup_steps + self.settings.steps
-        self.loss_fn = build_loss_fn(cfg)
-        if getattr(self.loss_fn, "needs_hidden_states", False) and parallel.env.world_size > 1:
-            raise config_error(
-                cfg,
-                f"{type(self.loss_fn).__name__} reads the decoder's hidden states past the model's own forward, which "
-                "a model sharded or wrapped over several processes does not support yet",
-                "loss_fn",
-                "use automodel.training.MaskedCrossEntropy (the default) with several processes",
-            )
+        self.loss_fn = build_loss_fn(cfg, parallel.env.world_size)
         self.peft = build_peft(cfg)
         self.seed = set_seed(int(cfg.get("seed", 42)))
         self._setup_model()
@@ -324,7 +316,7 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
                 max_grad_norm=self.max_grad_norm,
                 device=self.device,
                 all_reduce=self.parallel.sum_over_data_parallel(),
-                prepare_micro_batch=self._micro_batch_hook(),
+                prepare_micro_batch=self.parallel.micro_batch_hook(),
             )
             _synchronize(self.device)
             now = time.perf_counter()
@@ -347,11 +339,6 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
     def run_train_validation_loop(self) -> None:
         """BaseRecipe's run step: ``run_benchmark()``."""
         self.run_benchmark()
-
-    def _micro_batch_hook(self) -> Any:
-        """The per-micro-batch context (loss over sharded logits, context parallelism), None when not needed."""
-        sizes = self.parallel.sizes
-        return self.parallel.prepare_micro_batch if sizes.tp > 1 or sizes.cp > 1 else None
 
     def _reduced(self, values: list[float], op: Any) -> list[float]:
         """``values`` reduced element-wise over every rank with ``op`` (themselves for one process)."""

@@ -213,9 +213,22 @@ def build_optimizer(cfg: ConfigNode, model: torch.nn.Module) -> torch.optim.Opti
     return _built(cfg, "optimizer", params=params)
 
 
-def build_loss_fn(cfg: ConfigNode) -> Any:
-    """Build ``loss_fn:`` (default: MaskedCrossEntropy)."""
-    return _built(cfg, "loss_fn") if "loss_fn" in cfg else MaskedCrossEntropy()
+def build_loss_fn(cfg: ConfigNode, world_size: int = 1) -> Any:
+    """Build ``loss_fn:`` (default: MaskedCrossEntropy) for a run of ``world_size`` processes.
+
+    A loss that reads hidden states past the model's own forward (ChunkedCrossEntropy) is
+    refused with several processes, whose sharded or wrapped model does not support that yet.
+    """
+    loss_fn = _built(cfg, "loss_fn") if "loss_fn" in cfg else MaskedCrossEntropy()
+    if getattr(loss_fn, "needs_hidden_states", False) and world_size > 1:
+        raise config_error(
+            cfg,
+            f"{type(loss_fn).__name__} reads the decoder's hidden states past the model's own forward, which "
+            "a model sharded or wrapped over several processes does not support yet",
+            "loss_fn",
+            "use automodel.training.MaskedCrossEntropy (the default) with several processes",
+        )
+    return loss_fn
 
 
 def build_lr_scheduler(cfg: ConfigNode, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
@@ -336,15 +349,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.step_scheduler = build_step_scheduler(cfg, self.dataloader, parallel.dp_size)
         self.optimizer = parallel.prepare_optimizer(build_optimizer(cfg, self.model))
         self.lr_scheduler = build_lr_scheduler(cfg, self.optimizer, self.step_scheduler.max_steps)
-        self.loss_fn = build_loss_fn(cfg)
-        if getattr(self.loss_fn, "needs_hidden_states", False) and parallel.env.world_size > 1:
-            raise config_error(
-                cfg,
-                f"{type(self.loss_fn).__name__} reads the decoder's hidden states past the model's own forward, which "
-                "a model sharded or wrapped over several processes does not support yet",
-                "loss_fn",
-                "use automodel.training.MaskedCrossEntropy (the default) with several processes",
-            )
+        self.loss_fn = build_loss_fn(cfg, parallel.env.world_size)
         self.max_grad_norm = (cfg.get("clip_grad_norm") or {}).get("max_norm")
         self.checkpointer = build_checkpointer(self.checkpoint)
         resumed_from = self._restore()
@@ -484,8 +489,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
 
     def _micro_batch_hook(self) -> Any:
         """The per-micro-batch context (loss over sharded logits, context parallelism), None when not needed."""
-        sizes = self.parallel.sizes
-        return self.parallel.prepare_micro_batch if sizes.tp > 1 or sizes.cp > 1 else None
+        return self.parallel.micro_batch_hook()
 
     def _summed(self, count: int) -> int:
         """``count`` summed over the data-parallel ranks (this rank's count alone for one process)."""
