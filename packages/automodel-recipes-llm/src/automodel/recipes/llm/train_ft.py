@@ -389,6 +389,8 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         """Resume from ``restore_from`` (or ``checkpoint.auto_resume``): weights, optimizer, schedules, data, RNG."""
         step_dir = restore_step(self.cfg, self.checkpointer, self.checkpoint)
         if step_dir is None:
+            if self.checkpoint.auto_resume and self.parallel.is_rank0:
+                truncate_history(self.checkpoint.dir, -1)  # a restart before the first checkpoint starts afresh
             return None
         where = location_of(self.cfg, "model")
         current = f"the `model:` section of {where[0]}" if where else "the `model:` section"
