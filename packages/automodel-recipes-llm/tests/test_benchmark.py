@@ -24,6 +24,9 @@ FIELDS = {
     "layout",
     "device",
     "dtype",
+    "loss_fn",
+    "compiled_blocks",
+    "liger_kernel",
     "seq_length",
     "global_batch_size",
     "local_batch_size",
@@ -79,6 +82,7 @@ def test_the_json_holds_every_field_with_sane_values(measured):
     assert written["mfu"] == pytest.approx(written["tflops_per_s"] / written["peak_tflops_per_process"])
     assert 0 < written["peak_memory_gib"] < 64
     assert written["peft"] is None and written["parameters"] == written["trainable_parameters"]
+    assert (written["loss_fn"], written["compiled_blocks"], written["liger_kernel"]) == ("MaskedCrossEntropy", 0, False)
 
 
 def test_run_prints_one_table_and_writes_to_runs_benchmark_without_a_checkpoint_dir(tmp_path, capsys, monkeypatch):

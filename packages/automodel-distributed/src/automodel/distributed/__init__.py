@@ -6,6 +6,7 @@ Everything is torch.distributed (DeviceMesh, DTensor, ``fully_shard``, ``paralle
 
 from automodel.distributed.activation_checkpointing import checkpoint_blocks
 from automodel.distributed.blocks import transformer_blocks
+from automodel.distributed.compilation import CompileConfig, compile_blocks, parse_compile_config
 from automodel.distributed.config import (
     DistributedConfig,
     MeshSizes,
@@ -36,9 +37,10 @@ from automodel.distributed.mesh import (
 from automodel.distributed.parallelize import Parallelism, parallelize_model, setup_parallelism
 from automodel.distributed.tp import apply_tensor_parallel, gathered_logits, sharded_logits_loss
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "CompileConfig",
     "DistributedConfig",
     "DistributedEnv",
     "DistributedError",
@@ -52,6 +54,7 @@ __all__ = [
     "apply_tensor_parallel",
     "build_device_mesh",
     "checkpoint_blocks",
+    "compile_blocks",
     "data_parallel_coordinates",
     "destroy_distributed",
     "gathered_logits",
@@ -61,6 +64,7 @@ __all__ = [
     "loss_reduction_size",
     "make_cp_batch_and_ctx",
     "parallelize_model",
+    "parse_compile_config",
     "parse_distributed_config",
     "prepare_cp_batch",
     "prepare_megatron_optimizer",

@@ -111,13 +111,18 @@ class Parallelism:
 
     @contextlib.contextmanager
     def generation(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-        """Yield the module to call ``generate`` on (the model inside DDP; whole logits under TP)."""
+        """Yield the module to call ``generate`` on (the model inside DDP; whole logits under TP).
+
+        Compiled blocks run eagerly inside: a KV cache changes shapes at every token, which
+        would recompile them again and again.
+        """
         inner = unwrap_model(model)
-        if self.sizes.tp > 1:
-            with gathered_logits(inner):
+        with torch.compiler.set_stance("force_eager"):
+            if self.sizes.tp > 1:
+                with gathered_logits(inner):
+                    yield inner
+            else:
                 yield inner
-        else:
-            yield inner
 
 
 def setup_parallelism(section: Mapping[str, Any] | None) -> Parallelism:

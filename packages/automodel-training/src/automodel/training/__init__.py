@@ -1,7 +1,14 @@
 """automodel.training: step scheduling, the training step, losses, LR schedules, metrics and validation."""
 
 from automodel.training.errors import TrainingError
-from automodel.training.loss import IGNORE_INDEX, ChunkedCrossEntropy, KDLoss, MaskedCrossEntropy, forward_loss
+from automodel.training.loss import (
+    IGNORE_INDEX,
+    ChunkedCrossEntropy,
+    CutCrossEntropy,
+    KDLoss,
+    MaskedCrossEntropy,
+    forward_loss,
+)
 from automodel.training.lr_schedules import constant, warmup_cosine, warmup_linear, wsd
 from automodel.training.metrics import (
     JsonlWriter,
@@ -24,12 +31,13 @@ from automodel.training.step import (
 from automodel.training.step_scheduler import StepScheduler, derive_grad_accumulation
 from automodel.training.validation import generation_exact_match, validation_loss
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "IGNORE_INDEX",
     "BaseRecipe",
     "ChunkedCrossEntropy",
+    "CutCrossEntropy",
     "JsonlWriter",
     "KDLoss",
     "MaskedCrossEntropy",

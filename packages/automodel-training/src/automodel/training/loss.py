@@ -8,12 +8,14 @@ gradient as one big batch, however the step is split.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from automodel.training.errors import TrainingError
 from automodel.training.linear_ce import linear_cross_entropy
 
 IGNORE_INDEX = -100
@@ -81,6 +83,63 @@ class ChunkedCrossEntropy:
         hidden = hidden_states.reshape(-1, hidden_states.shape[-1])[keep]
         denominator = _denominator(labels, num_label_tokens, self.ignore_index)
         return linear_cross_entropy(hidden, weight, flat_labels[keep], denominator, bias, self.chunk_size)
+
+
+class CutCrossEntropy:
+    """Cross-entropy from hidden states and the LM-head weight with Apple's Cut Cross-Entropy kernels (CUDA).
+
+    The same contract as ``ChunkedCrossEntropy`` (``needs_hidden_states = True``; call with
+    ``(hidden_states [B, T, H], weight [V, H], labels [B, T], num_label_tokens=None, bias=None)``),
+    computed by ``cut_cross_entropy.linear_cross_entropy``, which never writes the logits to
+    GPU memory. ``filter_eps`` is passed on: the library's default (``"high"``) skips gradient
+    entries below that threshold; ``None`` computes them all. Needs CUDA and the
+    ``cut-cross-entropy`` package; asking for it without either is a TrainingError saying so.
+    Heads with a bias are refused.
+    """
+
+    needs_hidden_states = True
+
+    def __init__(self, ignore_index: int = IGNORE_INDEX, filter_eps: float | str | None = "high") -> None:
+        problem = cut_cross_entropy_problem()
+        if problem is not None:
+            raise TrainingError(problem)
+        self.ignore_index = ignore_index
+        self.filter_eps = filter_eps
+
+    def __call__(
+        self,
+        hidden_states: torch.Tensor,
+        weight: torch.Tensor,
+        labels: torch.Tensor,
+        num_label_tokens: int | torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        from cut_cross_entropy import linear_cross_entropy as cce_linear_cross_entropy
+
+        if bias is not None:
+            raise TrainingError("CutCrossEntropy does not support an LM head with a bias; use ChunkedCrossEntropy")
+        flat_labels = labels.reshape(-1)
+        keep = flat_labels != self.ignore_index
+        hidden = hidden_states.reshape(-1, hidden_states.shape[-1])[keep]
+        denominator = _denominator(labels, num_label_tokens, self.ignore_index)
+        if hidden.shape[0] == 0:
+            return hidden.sum(dtype=torch.float32)
+        total = cce_linear_cross_entropy(
+            hidden, weight.to(hidden.dtype), flat_labels[keep], reduction="sum", filter_eps=self.filter_eps
+        )
+        return total.float() / denominator
+
+
+def cut_cross_entropy_problem() -> str | None:
+    """Return why CutCrossEntropy cannot run here (no CUDA, package missing), or None when it can."""
+    if not torch.cuda.is_available():
+        return (
+            "CutCrossEntropy needs a CUDA GPU (its kernels are written in Triton) and this machine has none; "
+            "use automodel.training.ChunkedCrossEntropy, which never builds the logits either and runs on CPU"
+        )
+    if importlib.util.find_spec("cut_cross_entropy") is None:
+        return "CutCrossEntropy needs the cut-cross-entropy package; run `pip install cut-cross-entropy`"
+    return None
 
 
 def _upcast(tensor: torch.Tensor) -> torch.Tensor:

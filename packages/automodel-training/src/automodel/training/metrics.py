@@ -60,12 +60,28 @@ def peak_memory_gib(device: torch.device | str = "cpu") -> float:
 
 
 def measure_peak_tflops(
-    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", size: int = 1024, seconds: float = 0.5
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    size: int | None = None,
+    seconds: float = 0.5,
 ) -> float:
-    """Measure dense matmul TFLOP/s of ``size`` x ``size`` GEMMs in ``dtype`` on ``device`` (best of a short run)."""
+    """Measure the dense matmul TFLOP/s of ``dtype`` on ``device``: the best of a short run of square GEMMs.
+
+    Args:
+        dtype: the compute dtype (bf16 on a GPU run, fp32 on CPU).
+        device: where to measure.
+        size: the GEMM side; None picks 8192 on CUDA (smaller GEMMs on a large GPU measure kernel
+            launches, not the tensor cores) and 1024 on CPU.
+        seconds: how long to keep measuring after one warm-up product.
+
+    Returns:
+        The best rate seen, in TFLOP/s.
+    """
+    device = torch.device(device)
+    size = size or (8192 if device.type == "cuda" else 1024)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.matmul(a, b)
     sync()
     best = 0.0

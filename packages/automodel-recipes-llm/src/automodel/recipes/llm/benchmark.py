@@ -46,6 +46,7 @@ from automodel.recipes.llm.train_ft import (
     build_optimizer,
     build_parallelism,
     check_sections,
+    compile_model,
     describe_layout,
     main_reporting_user_errors,
     run_recipe,
@@ -70,6 +71,7 @@ SECTIONS = {
     "model",
     "dataset",
     "loss_fn",
+    "compile",
     "optimizer",
     "lr_scheduler",
     "step_scheduler",
@@ -264,6 +266,7 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
         self.parameter_count = sum(p.numel() for p in model.parameters())
         self.trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.model = self.parallel.parallelize(model)
+        self.compiled_blocks = compile_model(self.cfg, self.model)
 
     def _setup_data(self) -> None:
         """Build the dataset (mock data enough for every step), this rank's dataloader and the step scheduler."""
@@ -370,6 +373,9 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
             "layout": describe_layout(parallel) if world > 1 else "1 process",
             "device": self.device.type,
             "dtype": str(self.dtype).removeprefix("torch."),
+            "loss_fn": type(self.loss_fn).__name__,
+            "compiled_blocks": self.compiled_blocks,
+            "liger_kernel": bool(self.cfg.model.get("use_liger_kernel", False)),
             "seq_length": longest,
             "global_batch_size": self.batch_sizes["global_batch_size"],
             "local_batch_size": self.batch_sizes["local_batch_size"],
@@ -394,6 +400,16 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
         }
 
 
+def speed_options(results: dict[str, Any]) -> str:
+    """Return the speed options of a run (loss, torch.compile, Liger) as one line."""
+    options = [f"loss {results['loss_fn']}"]
+    if results["compiled_blocks"]:
+        options.append(f"torch.compile on {results['compiled_blocks']} blocks")
+    if results["liger_kernel"]:
+        options.append("Liger kernels")
+    return ", ".join(options)
+
+
 def format_table(results: dict[str, Any]) -> str:
     """Return ``results`` (from ``run_benchmark``) as a two-column plain-text table."""
     peft = results["peft"]
@@ -401,6 +417,7 @@ def format_table(results: dict[str, Any]) -> str:
         ("model", f"{results['model']}, {results['parameters']:,} parameters ({results['dtype']})"),
         ("trainable", f"{results['trainable_parameters']:,}" + (f" (LoRA r={peft['rank']})" if peft else "")),
         ("layout", f"{results['layout']} on {results['device']}"),
+        ("speed options", speed_options(results)),
         ("batch", f"{results['global_batch_size']} x {results['seq_length']} tokens per step"),
         ("steps", f"{results['steps']} measured after {results['warmup_steps']} warm-up"),
         ("step time", f"median {results['step_time_median_s']:.4f} s, p90 {results['step_time_p90_s']:.4f} s"),

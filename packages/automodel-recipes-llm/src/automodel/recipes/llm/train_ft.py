@@ -28,8 +28,10 @@ from automodel.data.llm import default_collater, pack_dataset, packed_collater
 from automodel.distributed import (
     Parallelism,
     any_rank,
+    compile_blocks,
     destroy_distributed,
     launcher_coordinates,
+    parse_compile_config,
     setup_parallelism,
     unwrap_model,
 )
@@ -79,6 +81,7 @@ SECTIONS = {
     "validation_dataset",
     "dataloader",
     "packed_sequence",
+    "compile",
     "loss_fn",
     "optimizer",
     "lr_scheduler",
@@ -249,6 +252,17 @@ def build_parallelism(cfg: ConfigNode) -> Parallelism:
         return setup_parallelism(section.to_container() if isinstance(section, ConfigNode) else section)
 
 
+def compile_model(cfg: ConfigNode, model: torch.nn.Module) -> int:
+    """Compile each transformer block of ``model`` (inside a DDP wrapper, if any) as ``compile:`` says.
+
+    Returns how many blocks were compiled: 0 without the section or with ``enabled: false``.
+    """
+    section = cfg.get("compile")
+    with errors_named_by(cfg, "compile"):
+        config = parse_compile_config(section.to_container() if isinstance(section, ConfigNode) else section)
+        return compile_blocks(unwrap_model(model), config)
+
+
 def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> StepScheduler:
     """Build the StepScheduler from ``step_scheduler:`` (plain keys, not a ``_target_``)."""
     options = cfg.step_scheduler.to_container()
@@ -311,6 +325,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
                 "add a `peft:` section (QLoRA) or remove `quantization:`",
             )
         self.model = self.parallel.parallelize(self.model)
+        self.compiled_blocks = compile_model(cfg, self.model)
         return peft_summary
 
     def _setup_training(self, peft_summary: str | None) -> None:
@@ -367,6 +382,8 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             self.progress.message(peft_summary)
         if parallel.env.world_size > 1:
             self.progress.message(describe_layout(parallel))
+        if self.compiled_blocks:
+            self.progress.message(f"torch.compile: {self.compiled_blocks} blocks (compiled at their first call)")
         if resumed_from is not None:
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
@@ -690,6 +707,7 @@ __all__ = [
     "build_step_scheduler",
     "build_tokenizer",
     "check_sections",
+    "compile_model",
     "describe_layout",
     "main",
     "main_reporting_user_errors",
