@@ -94,16 +94,12 @@ def _peak_rss_mib() -> float:
     return float("nan")
 
 
-def run_automodel(folder: str, fastest: bool, pack: int) -> dict:
-    """Train with train_ft (default or fastest settings); return seconds, peak RSS and the saved model dir."""
-    from automodel.config import config_from_dict
-    from automodel.recipes.llm.train_ft import TrainFinetuneRecipeForNextTokenPrediction
-
-    data = Path(folder)
-    out = data / ("automodel_fastest" if fastest else "automodel_default")
+def automodel_config(folder: Path, fastest: bool, pack: int) -> dict:
+    """The train_ft config of the default (padded batches of 8) or fastest (packed rows, chunked loss) run."""
+    out = folder / ("automodel_fastest" if fastest else "automodel_default")
     dataset = {
         "_target_": "automodel.data.llm.ColumnMappedTextInstructionDataset",
-        "path_or_dataset_id": str(data / "train.jsonl"),
+        "path_or_dataset_id": str(folder / "train.jsonl"),
         "column_mapping": {"question": "question", "answer": "answer"},
         "seq_length": SEQ_LENGTH,
     }
@@ -112,7 +108,7 @@ def run_automodel(folder: str, fastest: bool, pack: int) -> dict:
         "seed": 0,
         "model": {
             "_target_": "automodel.models.AutoModelForCausalLM.from_pretrained",
-            "pretrained_model_name_or_path": str(data / "initial"),
+            "pretrained_model_name_or_path": str(folder / "initial"),
         },
         "tokenizer": {"_target_": "automodel.models.load_tokenizer", "pretrained_model_name_or_path": str(TOKENIZER)},
         "dataset": dataset,
@@ -125,6 +121,16 @@ def run_automodel(folder: str, fastest: bool, pack: int) -> dict:
     if fastest:
         config["packed_sequence"] = {"enabled": True, "packed_sequence_size": pack}
         config["loss_fn"] = {"_target_": "automodel.training.ChunkedCrossEntropy", "chunk_size": 1024}
+    return config
+
+
+def run_automodel(folder: str, fastest: bool, pack: int) -> dict:
+    """Train with train_ft (default or fastest settings); return seconds, peak RSS and the saved model dir."""
+    from automodel.config import config_from_dict
+    from automodel.recipes.llm.train_ft import TrainFinetuneRecipeForNextTokenPrediction
+
+    config = automodel_config(Path(folder), fastest, pack)
+    out = Path(config["checkpoint"]["dir"])
     recipe = TrainFinetuneRecipeForNextTokenPrediction(config_from_dict(config))
     recipe.setup()
     started = time.perf_counter()
@@ -144,8 +150,9 @@ def _hf_rows(folder: Path, split: str) -> list[dict]:
     return rows
 
 
-def run_trainer(folder: str) -> dict:
-    """Train with transformers.Trainer on padded batches; return seconds, peak RSS and the saved model dir."""
+def run_trainer(folder: str, batch: int = BATCH) -> dict:
+    """Train with transformers.Trainer on padded batches of ``batch`` samples; return seconds, peak RSS and
+    the saved model dir."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
@@ -155,7 +162,7 @@ def run_trainer(folder: str) -> dict:
     model = AutoModelForCausalLM.from_pretrained(data / "initial", attn_implementation="sdpa")
     args = TrainingArguments(
         output_dir=str(out),
-        per_device_train_batch_size=BATCH,
+        per_device_train_batch_size=batch,
         num_train_epochs=1,
         learning_rate=LR,
         lr_scheduler_type="constant",
