@@ -9,10 +9,11 @@ from pathlib import Path
 
 import automodel.data as data
 import automodel.data.llm as llm
+import automodel.data.vlm as vlm
 from automodel.data import DataError
 
 SOURCE = Path(data.__file__).parent
-DECLARED = {"torch", "datasets", "torchdata", "numpy"}
+DECLARED = {"torch", "datasets", "torchdata", "numpy", "PIL"}
 
 
 def _runtime_imports(path: Path) -> set[str]:
@@ -44,7 +45,7 @@ def test_the_package_imports_only_its_declared_dependencies_and_no_other_automod
 
 
 def test_every_public_name_is_defined_documented_and_typed() -> None:
-    for module in (data, llm):
+    for module in (data, llm, vlm):
         assert len(set(module.__all__)) == len(module.__all__)
         for name in module.__all__:
             obj = getattr(module, name)
@@ -61,4 +62,4 @@ def test_data_error_is_a_value_error_the_cli_prints_as_a_user_error() -> None:
     assert isinstance(error, ValueError)
     assert DataError.user_error is True
     assert str(error) == "dataset train.jsonl: has no rows; check the split"
-    assert data.__version__ == "0.2.0"
+    assert data.__version__ == "0.3.0"

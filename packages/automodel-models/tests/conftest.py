@@ -1,4 +1,4 @@
-"""Shared fixtures: an offline hub, the helper module on sys.path, a tokenizer built once per session."""
+"""Shared fixtures: an offline hub, the helper module on sys.path, a tokenizer and a tiny VLM built once per session."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TESTS_DIR not in sys.path:
 
 from models_test_helpers import CORPUS  # noqa: E402
 
-from automodel.models import build_tokenizer  # noqa: E402
+from automodel.models import build_tiny_vlm, build_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +27,9 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tokenizer")
     build_tokenizer(CORPUS, path, vocab_size=300)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding the tiny Llava and its processor written by build_tiny_vlm (seed 0); do not change it."""
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from PIL import Image
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -22,3 +23,8 @@ def token_batch(vocab_size: int = 512, batch: int = 2, length: int = 8, seed: in
     """Return a fixed batch of random token ids of shape (batch, length)."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab_size, (batch, length), generator=generator)
+
+
+def plain_image(size: int = 40, color: tuple[int, int, int] = (200, 30, 30)) -> Image.Image:
+    """Return a plain RGB image, ``size`` pixels wide and ``size + 10`` high (not square, so it is cropped)."""
+    return Image.new("RGB", (size, size + 10), color)

@@ -12,7 +12,8 @@ def test_every_name_in_all_is_defined_and_documented():
     missing = [name for name in models.__all__ if not hasattr(models, name)]
     assert missing == []
     public = [getattr(models, name) for name in models.__all__ if callable(getattr(models, name))]
-    public += [models.AutoModelForCausalLM.from_pretrained, models.AutoModelForCausalLM.from_config]
+    for auto_class in (models.AutoModelForCausalLM, models.AutoModelForImageTextToText):
+        public += [auto_class.from_pretrained, auto_class.from_config]
     assert [item.__qualname__ for item in public if not item.__doc__] == []
 
 

@@ -120,6 +120,27 @@ def test_vocab_smaller_than_bytes_and_special_tokens_is_refused(tmp_path):
         build_tokenizer(["text"], tmp_path, vocab_size=100)
 
 
+def test_extra_special_tokens_come_after_the_chat_tokens_and_are_never_split(tmp_path):
+    build_tokenizer(["a photo of a cat"], tmp_path, vocab_size=270, extra_special_tokens=["<image>", "<video>"])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert tokenizer.convert_tokens_to_ids(["<image>", "<video>"]) == [4, 5]
+    assert tokenizer("a<image><image>b<video>").input_ids.count(4) == 2
+    assert tokenizer.decode(tokenizer("x<image>y").input_ids, skip_special_tokens=True) == "xy"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("<image>", r"not one string; write \['<image>'\]"),
+        (["<image>", "<image>"], r"extra special token '<image>' is empty, not a string, or already a special token"),
+        (["<|pad|>"], r"extra special token '<\|pad\|>' is empty"),
+    ],
+)
+def test_extra_special_tokens_that_are_one_string_or_repeat_a_special_token_are_refused(tmp_path, extra, expected):
+    with pytest.raises(ModelError, match=expected):
+        build_tokenizer(["text"], tmp_path, extra_special_tokens=extra)
+
+
 def test_command_line_trains_on_text_and_jsonl_files(tmp_path):
     (tmp_path / "a.txt").write_text("hello world\n\n12 apples\n", encoding="utf-8")
     rows = [{"messages": [{"role": "user", "content": "zebra zebra"}], "id": 3}]

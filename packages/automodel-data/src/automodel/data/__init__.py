@@ -1,13 +1,14 @@
 """automodel.data: load datasets, batch them and resume the loader mid-epoch.
 
-The LLM datasets, collation and packing live in ``automodel.data.llm``.
+The LLM datasets, collation and packing live in ``automodel.data.llm``; image-text
+conversations and their collates in ``automodel.data.vlm``.
 """
 
 from automodel.data.dataloader import build_dataloader, fast_forward, set_epoch
 from automodel.data.errors import DataError
 from automodel.data.loading import load_hf_dataset
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "DataError",

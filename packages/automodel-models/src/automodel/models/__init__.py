@@ -1,21 +1,25 @@
-"""automodel.models: Hugging Face causal LMs and tokenizers with automodel's defaults, offline-friendly.
+"""automodel.models: Hugging Face causal LMs, vision-language models, tokenizers and processors, offline-friendly.
 
-``AutoModelForCausalLM.from_pretrained`` / ``from_config`` build plain transformers models with
-SDPA attention and bf16 on CUDA (fp32 on CPU); ``load_tokenizer`` guarantees a pad token;
+``AutoModelForCausalLM`` and ``AutoModelForImageTextToText`` (``from_pretrained`` / ``from_config``)
+build plain transformers models with SDPA attention and bf16 on CUDA (fp32 on CPU);
+``load_tokenizer`` and ``load_processor`` guarantee a pad token;
 ``build_tokenizer`` trains a small byte-level BPE tokenizer with a ChatML template offline;
 ``training_flops_per_token`` counts FLOPs for MFU; ``apply_liger_kernel`` (or
-``use_liger_kernel=True``) swaps in Liger's Triton kernels on CUDA; ``tiny_llama_config`` is the tiny test model.
+``use_liger_kernel=True``) swaps in Liger's Triton kernels on CUDA; ``tiny_llama_config`` is the tiny test model,
+``tiny_vlm_config`` and ``build_tiny_vlm`` (model and processor, written offline) the tiny vision-language one.
 Every user mistake is a ``ModelError`` naming the value or path and what to do.
 """
 
-from automodel.models.auto_model import AutoModelForCausalLM
-from automodel.models.chat_template import CHATML_TEMPLATE
+from automodel.models.auto_model import AutoModelForCausalLM, AutoModelForImageTextToText
+from automodel.models.chat_template import CHATML_TEMPLATE, CHATML_VLM_TEMPLATE, IMAGE_TOKEN
 from automodel.models.dtypes import resolve_torch_dtype
 from automodel.models.errors import ModelError
 from automodel.models.flops import training_flops_per_token
 from automodel.models.liger import apply_liger_kernel
 from automodel.models.model_config import build_model_config
-from automodel.models.tiny_configs import tiny_llama_config
+from automodel.models.processor_loading import load_processor
+from automodel.models.tiny_configs import tiny_llama_config, tiny_vlm_config
+from automodel.models.tiny_vlm import build_tiny_vlm
 from automodel.models.tokenizer_loading import load_tokenizer
 from automodel.models.tokenizer_training import build_tokenizer
 
@@ -23,13 +27,19 @@ __version__ = "0.3.0"
 
 __all__ = [
     "CHATML_TEMPLATE",
+    "CHATML_VLM_TEMPLATE",
+    "IMAGE_TOKEN",
     "AutoModelForCausalLM",
+    "AutoModelForImageTextToText",
     "ModelError",
     "apply_liger_kernel",
     "build_model_config",
+    "build_tiny_vlm",
     "build_tokenizer",
+    "load_processor",
     "load_tokenizer",
     "resolve_torch_dtype",
     "tiny_llama_config",
+    "tiny_vlm_config",
     "training_flops_per_token",
 ]

@@ -1,4 +1,8 @@
-"""AutoModelForCausalLM: transformers' causal-LM loading with automodel's defaults and errors."""
+"""AutoModelForCausalLM and AutoModelForImageTextToText: transformers' auto classes with automodel's defaults.
+
+Both build plain transformers models with SDPA attention and a dtype fit for the device, and
+turn every user mistake into a ``ModelError``; they share ``_from_pretrained`` and ``_from_config``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-import transformers
-from transformers import PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 
 from automodel.models.dtypes import resolve_torch_dtype
 from automodel.models.errors import ModelError
 from automodel.models.liger import apply_liger_kernel, liger_kernel_problem
-from automodel.models.model_config import ConfigSource, build_model_config, check_causal_lm_type
+from automodel.models.model_config import (
+    CAUSAL_LM,
+    IMAGE_TEXT_TO_TEXT,
+    ConfigSource,
+    ModelTask,
+    build_model_config,
+    check_model_task,
+)
 from automodel.models.sources import load_errors_explained, pretrained_source
 
 
@@ -54,20 +64,13 @@ class AutoModelForCausalLM:
 
         Raises:
             ModelError: for a local path that does not exist or holds no config.json, a hub id that
-                cannot be reached (offline or not found), an unsupported ``torch_dtype``, or
-                ``use_liger_kernel`` where Liger cannot run.
+                cannot be reached (offline or not found), a model type with no causal LM (naming
+                the closest), an unsupported ``torch_dtype``, or ``use_liger_kernel`` where Liger cannot run.
         """
         _check_liger(use_liger_kernel)
-        source = pretrained_source(pretrained_model_name_or_path, needs_one_of=("config.json",))
-        dtype = resolve_torch_dtype(torch_dtype)
-        with load_errors_explained(source, "model"):
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                source,
-                dtype=dtype,
-                attn_implementation=attn_implementation,
-                trust_remote_code=trust_remote_code,
-                **kwargs,
-            )
+        model = _from_pretrained(
+            CAUSAL_LM, pretrained_model_name_or_path, torch_dtype, attn_implementation, trust_remote_code, kwargs
+        )
         return apply_liger_kernel(model) if use_liger_kernel else model
 
     @classmethod
@@ -105,14 +108,137 @@ class AutoModelForCausalLM:
                 unsupported ``torch_dtype``, or ``use_liger_kernel`` where Liger cannot run.
         """
         _check_liger(use_liger_kernel)
-        built = build_model_config(config, **overrides)
-        check_causal_lm_type(built)
-        dtype = resolve_torch_dtype(torch_dtype)
-        with _seeded(seed):
-            model = transformers.AutoModelForCausalLM.from_config(
-                built, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
-            )
+        model = _from_config(CAUSAL_LM, config, torch_dtype, attn_implementation, trust_remote_code, seed, overrides)
         return apply_liger_kernel(model) if use_liger_kernel else model
+
+
+class AutoModelForImageTextToText:
+    """Build Hugging Face vision-language models (image and text in, text out) with SDPA and a dtype fit for the device.
+
+    Llava, Qwen2-VL, Qwen2.5-VL, Gemma 3 and every other type ``transformers.AutoModelForImageTextToText``
+    knows. The models returned are plain ``transformers`` models; nothing is wrapped or patched.
+    Use it from Python or from YAML (``_target_: automodel.models.AutoModelForImageTextToText.from_pretrained``).
+    """
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        torch_dtype: str | torch.dtype = "auto",
+        attn_implementation: str = "sdpa",
+        trust_remote_code: bool = False,
+        **kwargs: Any,
+    ) -> PreTrainedModel:
+        """Load pretrained weights with ``transformers.AutoModelForImageTextToText.from_pretrained``.
+
+        Args:
+            pretrained_model_name_or_path: a directory written by ``save_pretrained`` (or
+                ``build_tiny_vlm``), or a hub id (read from the local cache when ``HF_HUB_OFFLINE=1``).
+            torch_dtype: see ``resolve_torch_dtype``; ``"auto"`` is bf16 on CUDA, fp32 on CPU
+                (not the checkpoint's dtype, unlike transformers' ``"auto"``).
+            attn_implementation: ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``, ... as transformers takes it.
+            trust_remote_code: allow model code shipped with the checkpoint to run.
+            **kwargs: passed to transformers as they are (``revision``, ``device_map``, ...).
+
+        Returns:
+            The model, on the CPU unless ``device_map`` says otherwise, in eval mode as transformers leaves it.
+
+        Raises:
+            ModelError: for a local path that does not exist or holds no config.json, a hub id that
+                cannot be reached (offline or not found), a model type with no image-text-to-text
+                class (naming the closest), or an unsupported ``torch_dtype``.
+        """
+        return _from_pretrained(
+            IMAGE_TEXT_TO_TEXT,
+            pretrained_model_name_or_path,
+            torch_dtype,
+            attn_implementation,
+            trust_remote_code,
+            kwargs,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ConfigSource,
+        *,
+        torch_dtype: str | torch.dtype = "auto",
+        attn_implementation: str = "sdpa",
+        trust_remote_code: bool = False,
+        seed: int | None = None,
+        **overrides: Any,
+    ) -> PreTrainedModel:
+        """Build a randomly initialized vision-language model from a config.
+
+        Args:
+            config: a dict with ``model_type`` plus fields (``text_config`` and ``vision_config``
+                as nested dicts, see ``tiny_vlm_config``), a path to a directory holding
+                config.json or to a .json file, or a ``transformers.PretrainedConfig`` (copied, never changed).
+            torch_dtype: see ``resolve_torch_dtype``; ``"auto"`` is bf16 on CUDA, fp32 on CPU.
+            attn_implementation: ``"sdpa"``, ``"eager"``, ... as transformers takes it.
+            trust_remote_code: allow the code named by the config's ``auto_map`` to run.
+            seed: when given, the initial weights depend only on it; the global RNG state is
+                left as it was. When None, the weights come from the global RNG.
+            **overrides: top-level config fields set on top of ``config`` (``image_token_index=4``).
+
+        Returns:
+            The model, on the CPU, in training mode.
+
+        Raises:
+            ModelError: for a missing path, a config without ``model_type``, a ``model_type``
+                transformers does not know or has no image-text-to-text class for (naming the
+                closest), or an unsupported ``torch_dtype``.
+        """
+        return _from_config(
+            IMAGE_TEXT_TO_TEXT, config, torch_dtype, attn_implementation, trust_remote_code, seed, overrides
+        )
+
+
+def _from_pretrained(
+    task: ModelTask,
+    name_or_path: str | os.PathLike,
+    torch_dtype: str | torch.dtype,
+    attn_implementation: str,
+    trust_remote_code: bool,
+    kwargs: dict[str, Any],
+) -> PreTrainedModel:
+    """Load with the transformers auto class of ``task``; a checkpoint of another kind is a ModelError."""
+    source = pretrained_source(name_or_path, needs_one_of=("config.json",))
+    dtype = resolve_torch_dtype(torch_dtype)
+    with load_errors_explained(source, "model"):
+        try:
+            return task.auto_class.from_pretrained(
+                source,
+                dtype=dtype,
+                attn_implementation=attn_implementation,
+                trust_remote_code=trust_remote_code,
+                **kwargs,
+            )
+        except ValueError:
+            # transformers says "Unrecognized configuration class" for a checkpoint of another
+            # kind; name its model type and the closest ones instead. Any other ValueError passes on.
+            check_model_task(AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs), task)
+            raise
+
+
+def _from_config(
+    task: ModelTask,
+    config: ConfigSource,
+    torch_dtype: str | torch.dtype,
+    attn_implementation: str,
+    trust_remote_code: bool,
+    seed: int | None,
+    overrides: dict[str, Any],
+) -> PreTrainedModel:
+    """Build a randomly initialized model of ``task`` from ``config`` and ``overrides``, seeded when asked."""
+    built = build_model_config(config, **overrides)
+    check_model_task(built, task)
+    dtype = resolve_torch_dtype(torch_dtype)
+    with _seeded(seed):
+        return task.auto_class.from_config(
+            built, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        )
 
 
 def _check_liger(use_liger_kernel: bool) -> None:

@@ -6,13 +6,19 @@ import copy
 import json
 import os
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import transformers
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING,
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING,
+    MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+)
 
 from automodel.models.errors import ModelError, closest_names
 
@@ -78,21 +84,46 @@ def _unknown_type_error(
     return ModelError(f"{problem} (transformers {transformers.__version__}); {hint}{advice}.")
 
 
-def check_causal_lm_type(config: PretrainedConfig) -> None:
-    """Raise ModelError unless transformers has a causal-LM class for ``config``.
+@dataclass(frozen=True)
+class ModelTask:
+    """A kind of model: the transformers auto class building it, the config classes it takes, a label for messages."""
+
+    auto_class: type
+    mapping: Mapping[type[PretrainedConfig], Any]
+    model_type_names: Mapping[str, str]
+    label: str
+
+
+CAUSAL_LM = ModelTask(
+    transformers.AutoModelForCausalLM, MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, "causal-LM"
+)
+IMAGE_TEXT_TO_TEXT = ModelTask(
+    transformers.AutoModelForImageTextToText,
+    MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING,
+    MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    "image-text-to-text",
+)
+
+
+def check_model_task(config: PretrainedConfig, task: ModelTask) -> None:
+    """Raise ModelError unless transformers has a class of ``task`` for ``config``.
 
     Args:
-        config: a built transformers config; a type registered with
-            ``transformers.AutoModelForCausalLM.register`` or an ``auto_map`` naming remote code passes.
+        config: a built transformers config; a type registered with the task's auto class
+            (``transformers.AutoModelForCausalLM.register``) or an ``auto_map`` naming remote code passes.
+        task: ``CAUSAL_LM`` or ``IMAGE_TEXT_TO_TEXT``.
 
     Returns:
         None when the check passes.
+
+    Raises:
+        ModelError: naming the model type and the closest types the task has.
     """
     remote_code = getattr(config, "auto_map", None) or {}
-    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING or "AutoModelForCausalLM" in remote_code:
+    if type(config) in task.mapping or task.auto_class.__name__ in remote_code:
         return
-    problem = f"model_type `{config.model_type}` has no causal-LM class"
-    raise _unknown_type_error(config.model_type, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.keys(), "causal-LM types", problem)
+    problem = f"model_type `{config.model_type}` has no {task.label} class"
+    raise _unknown_type_error(config.model_type, task.model_type_names.keys(), f"{task.label} types", problem)
 
 
 def _config_file(given: str | os.PathLike) -> Path:

@@ -40,6 +40,18 @@ def load_tokenizer(pretrained_model_name_or_path: str | os.PathLike, **kwargs: A
     source = pretrained_source(pretrained_model_name_or_path, needs_one_of=TOKENIZER_FILES)
     with load_errors_explained(source, "tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    return with_pad_token(tokenizer)
+
+
+def with_pad_token(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Set ``tokenizer``'s pad token to its eos token when it has none (in place).
+
+    Args:
+        tokenizer: any transformers tokenizer; one with neither a pad nor an eos token is left as it is.
+
+    Returns:
+        The same tokenizer.
+    """
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
