@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import os  # re-exported on purpose: `config_test_targets.os.system` must still be refused
 
-__all__ = ["NOT_CALLABLE", "Adam", "build_model", "collect", "explode", "os", "positional_only"]
+__all__ = [
+    "NOT_CALLABLE",
+    "Adam",
+    "UserMistake",
+    "build_model",
+    "collect",
+    "explode",
+    "os",
+    "positional_only",
+    "refuse",
+]
 
 NOT_CALLABLE = 3
 
@@ -44,3 +54,14 @@ def positional_only(x: int, /, y: int = 1) -> tuple:
 
 def _private() -> None:
     """Never callable from a config: the name is private."""
+
+
+class UserMistake(ValueError):
+    """A component's user error: the protocol is ``user_error = True``."""
+
+    user_error = True
+
+
+def refuse(reason: str) -> None:
+    """Raise a UserMistake saying ``reason``, as a component refusing a bad value does."""
+    raise UserMistake(reason)

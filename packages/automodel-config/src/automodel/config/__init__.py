@@ -9,11 +9,12 @@ from automodel.config.loading import load_config, load_config_from_argv, split_c
 from automodel.config.node import ConfigList, ConfigNode, config_error, config_from_dict, location_of, yaml_path
 from automodel.config.overrides import Override, apply_overrides, parse_overrides
 from automodel.config.redact import REDACTED, is_secret_key, redact_secrets
+from automodel.config.sections import build_section, check_sections, errors_named_by
 from automodel.config.targets import DEFAULT_ALLOWED_PREFIXES, import_target
 from automodel.config.validate import ConfigErrors, find_problems, validate
 from automodel.config.yaml_io import dump_yaml, parse_yaml_text
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_ALLOWED_PREFIXES",
@@ -26,10 +27,13 @@ __all__ = [
     "ConfigNode",
     "Override",
     "apply_overrides",
+    "build_section",
+    "check_sections",
     "config_error",
     "config_from_dict",
     "did_you_mean",
     "dump_yaml",
+    "errors_named_by",
     "find_problems",
     "import_target",
     "instantiate",

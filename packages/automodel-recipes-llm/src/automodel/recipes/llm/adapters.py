@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from automodel.checkpoint import save_hf_weights
-from automodel.config import ConfigNode, config_error
+from automodel.config import ConfigNode, config_error, errors_named_by
 from automodel.peft import (
     LoRAConfig,
     adapter_state_dict,
@@ -20,7 +20,6 @@ from automodel.peft import (
     unmerge_lora,
 )
 from automodel.recipes.llm.checkpointing import write_model_metadata
-from automodel.recipes.llm.sections import errors_named_by
 
 ADAPTER_PARTS = (".lora_A.", ".lora_B.", "lora_magnitude_vector")
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from automodel.config import ConfigNode, config_error, did_you_mean
+from automodel.config import ConfigNode, check_sections, config_error, did_you_mean, errors_named_by
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data.llm import MockDataset, default_collater
 from automodel.distributed import Parallelism, unwrap_model
@@ -38,14 +38,12 @@ from automodel.models import training_flops_per_token
 from automodel.peft import lora_modules
 from automodel.recipes.llm.adapters import add_adapters, build_peft
 from automodel.recipes.llm.checkpointing import build_checkpoint_config
-from automodel.recipes.llm.sections import errors_named_by
 from automodel.recipes.llm.train_ft import (
     build_loss_fn,
     build_lr_scheduler,
     build_model,
     build_optimizer,
     build_parallelism,
-    check_sections,
     compile_model,
     describe_layout,
     main_reporting_user_errors,

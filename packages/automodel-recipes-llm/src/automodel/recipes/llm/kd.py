@@ -23,16 +23,14 @@ from typing import Any
 
 import torch
 
-from automodel.config import ConfigNode, config_error
+from automodel.config import ConfigNode, check_sections, config_error, errors_named_by
 from automodel.distributed import Parallelism, apply_fsdp2
 from automodel.models import ModelError, load_tokenizer
-from automodel.recipes.llm.sections import errors_named_by
 from automodel.recipes.llm.train_ft import (
     REQUIRED,
     SECTIONS,
     TrainFinetuneRecipeForNextTokenPrediction,
     build_model,
-    check_sections,
     main_reporting_user_errors,
     run_recipe,
 )

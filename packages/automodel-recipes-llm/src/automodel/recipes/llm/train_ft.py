@@ -21,7 +21,15 @@ from typing import Any
 import torch
 
 from automodel.checkpoint import SaveOnSignal, config_fingerprint
-from automodel.config import ConfigError, ConfigNode, config_error, did_you_mean, load_config_from_argv, location_of
+from automodel.config import (
+    ConfigNode,
+    build_section,
+    check_sections,
+    config_error,
+    errors_named_by,
+    load_config_from_argv,
+    location_of,
+)
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data import fast_forward
 from automodel.data.llm import default_collater, pack_dataset, packed_collater
@@ -52,7 +60,6 @@ from automodel.recipes.llm.checkpointing import (
     truncate_history,
     write_model_metadata,
 )
-from automodel.recipes.llm.sections import errors_named_by
 from automodel.training import (
     BaseRecipe,
     JsonlWriter,
@@ -98,41 +105,16 @@ SECTIONS = {
 REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
 
 
-def check_sections(
-    cfg: ConfigNode,
-    sections: set[str] = SECTIONS,
-    required: tuple[str, ...] = REQUIRED,
-    recipe: str = "train_ft",
-    examples: str = "examples/llm_finetune",
-) -> None:
-    """Raise ConfigError for a top-level section not in ``sections`` (with the closest one) or a missing required one.
-
-    ``recipe`` and ``examples`` name the recipe and where its example configs are in the messages.
-    """
-    for key in cfg:
-        if key not in sections:
-            raise config_error(cfg, f"is not a section {recipe} knows", key, did_you_mean(str(key), sections))
-    for key in required:
-        if key not in cfg:
-            raise ConfigError(f"the config has no `{key}:` section, which {recipe} needs", hint=f"see {examples}")
-
-
-def _built(cfg: ConfigNode, section: str, **runtime: Any) -> Any:
-    """Instantiate ``cfg[section]``; a user error from the component is re-raised naming the section."""
-    with errors_named_by(cfg, section):
-        return cfg[section].instantiate(**runtime)
-
-
 def build_model(cfg: ConfigNode, device: torch.device, section: str = "model") -> torch.nn.Module:
     """Build the ``model:`` section (a ``_target_`` such as AutoModelForCausalLM.from_pretrained), or the model
     section named ``section``, and return the model on ``device``."""
-    return _built(cfg, section).to(device)
+    return build_section(cfg, section).to(device)
 
 
 def build_tokenizer(cfg: ConfigNode) -> Any:
     """Build the ``tokenizer:`` section, or load the tokenizer beside ``model.pretrained_model_name_or_path``."""
     if "tokenizer" in cfg:
-        return _built(cfg, "tokenizer")
+        return build_section(cfg, "tokenizer")
     source = cfg.model.get("pretrained_model_name_or_path")
     if source is None:
         raise config_error(
@@ -171,7 +153,7 @@ def align_special_tokens(model: torch.nn.Module, tokenizer: Any) -> None:
 
 def build_dataset(cfg: ConfigNode, section: str, tokenizer: Any) -> Any:
     """Build a dataset section, handing it the tokenizer."""
-    return _built(cfg, section, tokenizer=tokenizer)
+    return build_section(cfg, section, tokenizer=tokenizer)
 
 
 def build_dataloader(
@@ -213,7 +195,7 @@ def build_dataloader(
 def build_optimizer(cfg: ConfigNode, model: torch.nn.Module) -> torch.optim.Optimizer:
     """Build the ``optimizer:`` section over the model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return _built(cfg, "optimizer", params=params)
+    return build_section(cfg, "optimizer", params=params)
 
 
 def build_loss_fn(cfg: ConfigNode, world_size: int = 1) -> Any:
@@ -222,7 +204,7 @@ def build_loss_fn(cfg: ConfigNode, world_size: int = 1) -> Any:
     A loss that reads hidden states past the model's own forward (ChunkedCrossEntropy) is
     refused with several processes, whose sharded or wrapped model does not support that yet.
     """
-    loss_fn = _built(cfg, "loss_fn") if "loss_fn" in cfg else MaskedCrossEntropy()
+    loss_fn = build_section(cfg, "loss_fn") if "loss_fn" in cfg else MaskedCrossEntropy()
     if getattr(loss_fn, "needs_hidden_states", False) and world_size > 1:
         raise config_error(
             cfg,
@@ -238,7 +220,7 @@ def build_lr_scheduler(cfg: ConfigNode, optimizer: torch.optim.Optimizer, total_
     """Build ``lr_scheduler:`` with the optimizer and total step count, or None when absent."""
     if "lr_scheduler" not in cfg:
         return None
-    return _built(cfg, "lr_scheduler", optimizer=optimizer, total_steps=total_steps)
+    return build_section(cfg, "lr_scheduler", optimizer=optimizer, total_steps=total_steps)
 
 
 def build_parallelism(cfg: ConfigNode) -> Parallelism:
@@ -280,7 +262,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
 
     def setup(self) -> None:
         """Build model, tokenizer, data, optimizer, schedules and writers from the config."""
-        check_sections(self.cfg)
+        check_sections(self.cfg, SECTIONS, REQUIRED, "train_ft", "examples/llm_finetune")
         peft_summary = self._setup_model()
         self._setup_training(peft_summary)
 
@@ -706,7 +688,6 @@ __all__ = [
     "build_parallelism",
     "build_step_scheduler",
     "build_tokenizer",
-    "check_sections",
     "compile_model",
     "describe_layout",
     "main",

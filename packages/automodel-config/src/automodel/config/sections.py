@@ -1,0 +1,67 @@
+"""Recipes' view of a config: which top-level sections it may hold, and building one with errors named by it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from automodel.config.errors import ConfigError, did_you_mean
+from automodel.config.node import ConfigNode, config_error
+
+
+@contextmanager
+def errors_named_by(cfg: ConfigNode, section: str) -> Iterator[None]:
+    """Re-raise a component's user error (DataError, ModelError, PeftError, ...) as a ConfigError naming ``section``.
+
+    A user error is any exception with ``user_error = True``. ConfigErrors already carry their
+    own YAML path and pass through unchanged, as do all other exceptions.
+
+    Args:
+        cfg: the config whose ``section`` configured the component.
+        section: the top-level key the error is reported at (file and line included).
+    """
+    try:
+        yield
+    except Exception as exc:
+        if getattr(exc, "user_error", False) and not isinstance(exc, ConfigError):
+            raise config_error(cfg, str(exc), section) from None
+        raise
+
+
+def build_section(cfg: ConfigNode, section: str, **runtime: Any) -> Any:
+    """Instantiate ``cfg[section]`` (a ``_target_`` call) with ``runtime`` keyword arguments added.
+
+    Returns:
+        What the target returned. A user error raised by the component is re-raised as a
+        ConfigError naming ``section``.
+    """
+    with errors_named_by(cfg, section):
+        return cfg[section].instantiate(**runtime)
+
+
+def check_sections(
+    cfg: ConfigNode,
+    sections: Collection[str],
+    required: Collection[str],
+    recipe: str,
+    examples: str,
+) -> None:
+    """Check a recipe's top-level sections before anything is built.
+
+    Args:
+        cfg: the whole config.
+        sections: the top-level keys the recipe knows.
+        required: the keys it cannot run without.
+        recipe: the recipe's name, for the messages (``train_ft``).
+        examples: where its example configs are, for the messages (``examples/llm_finetune``).
+
+    Raises:
+        ConfigError: for a key not in ``sections`` (naming the closest) or a missing required one.
+    """
+    for key in cfg:
+        if key not in sections:
+            raise config_error(cfg, f"is not a section {recipe} knows", key, did_you_mean(str(key), sections))
+    for key in required:
+        if key not in cfg:
+            raise ConfigError(f"the config has no `{key}:` section, which {recipe} needs", hint=f"see {examples}")

@@ -1,0 +1,41 @@
+"""A recipe's sections: unknown and missing ones, and components' user errors reported at their section."""
+
+from __future__ import annotations
+
+import config_test_targets as targets
+import pytest
+
+from automodel.config import ConfigError, build_section, check_sections, config_from_dict, errors_named_by
+
+ALLOW = {"target_allowlist": ["config_test_targets"]}
+SECTIONS = {"target_allowlist", "model", "optimizer"}
+
+
+def test_an_unknown_section_names_the_recipe_and_the_closest_one() -> None:
+    cfg = config_from_dict({"model": {}, "optimiser": {}})
+    with pytest.raises(ConfigError, match=r"`optimiser`: is not a section train_ft knows; did you mean `optimizer`\?"):
+        check_sections(cfg, SECTIONS, ("model",), "train_ft", "examples/llm_finetune")
+
+
+def test_a_missing_required_section_points_at_the_examples() -> None:
+    with pytest.raises(ConfigError, match=r"no `model:` section, which finetune needs.*examples/vlm_finetune"):
+        check_sections(config_from_dict({"optimizer": {}}), SECTIONS, ("model",), "finetune", "examples/vlm_finetune")
+
+
+def test_build_section_passes_runtime_arguments() -> None:
+    cfg = config_from_dict({**ALLOW, "optimizer": {"_target_": "config_test_targets.Adam", "lr": 0.1}})
+    optimizer = build_section(cfg, "optimizer", params=[1, 2])
+    assert (optimizer.lr, optimizer.params) == (0.1, [1, 2])
+
+
+def test_a_components_user_error_is_reported_at_its_section() -> None:
+    cfg = config_from_dict({**ALLOW, "model": {"_target_": "config_test_targets.refuse", "reason": "no such model"}})
+    with pytest.raises(ConfigError, match=r"`model`: no such model") as caught:
+        build_section(cfg, "model")
+    assert not isinstance(caught.value, targets.UserMistake)
+
+
+def test_other_errors_pass_through_unchanged() -> None:
+    cfg = config_from_dict({"model": {}})
+    with pytest.raises(KeyError), errors_named_by(cfg, "model"):
+        raise KeyError("a bug, not a user error")
