@@ -55,4 +55,4 @@ def test_every_public_name_is_documented_and_typed() -> None:
 def test_checkpoint_error_is_a_value_error_the_cli_prints_as_a_user_error() -> None:
     assert issubclass(CheckpointError, ValueError)
     assert CheckpointError.user_error is True
-    assert checkpoint.__version__ == "0.2.0"
+    assert checkpoint.__version__ == "0.3.0"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import config_test_targets as targets
 import pytest
 
-from automodel.config import ConfigError, build_section, check_sections, config_from_dict, errors_named_by
+from automodel.config import (
+    ConfigError,
+    build_section,
+    check_sections,
+    config_from_dict,
+    errors_named_by,
+    plain_section,
+)
 
 ALLOW = {"target_allowlist": ["config_test_targets"]}
 SECTIONS = {"target_allowlist", "model", "optimizer"}
@@ -39,3 +46,14 @@ def test_other_errors_pass_through_unchanged() -> None:
     cfg = config_from_dict({"model": {}})
     with pytest.raises(KeyError), errors_named_by(cfg, "model"):
         raise KeyError("a bug, not a user error")
+
+
+def test_a_plain_section_is_a_dict_and_an_unknown_key_names_the_closest() -> None:
+    cfg = config_from_dict({"checkpoint": {"dir": "runs/x", "keep_last_n": 2}})
+    assert plain_section(cfg, "checkpoint", {"dir", "keep_last_n"}) == {"dir": "runs/x", "keep_last_n": 2}
+    assert plain_section(cfg, "restore_from", {"path"}) == {}
+    bad = config_from_dict({"checkpoint": {"keep_lats_n": 2}})
+    with pytest.raises(ConfigError, match=r"`checkpoint.keep_lats_n`: is not a checkpoint setting; did you mean"):
+        plain_section(bad, "checkpoint", {"dir", "keep_last_n"})
+    with pytest.raises(ConfigError, match=r"`checkpoint`: must be a mapping of dir, keep_last_n"):
+        plain_section(config_from_dict({"checkpoint": 3}), "checkpoint", {"dir", "keep_last_n"})

@@ -4,17 +4,33 @@ from automodel.checkpoint.checkpointer import Checkpointer
 from automodel.checkpoint.errors import CheckpointError
 from automodel.checkpoint.fingerprint import config_fingerprint
 from automodel.checkpoint.hf_weights import IncompatibleKeys, load_hf_weights, load_hf_weights_into, save_hf_weights
+from automodel.checkpoint.run_settings import (
+    CHECKPOINT_KEYS,
+    METRIC_FILES,
+    CheckpointSettings,
+    build_checkpointer,
+    restore_step,
+    truncate_history,
+    write_model_metadata,
+)
 from automodel.checkpoint.signals import SaveOnSignal
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
+    "CHECKPOINT_KEYS",
+    "METRIC_FILES",
     "CheckpointError",
+    "CheckpointSettings",
     "Checkpointer",
     "IncompatibleKeys",
     "SaveOnSignal",
+    "build_checkpointer",
     "config_fingerprint",
     "load_hf_weights",
     "load_hf_weights_into",
+    "restore_step",
     "save_hf_weights",
+    "truncate_history",
+    "write_model_metadata",
 ]

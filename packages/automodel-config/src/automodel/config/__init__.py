@@ -9,7 +9,7 @@ from automodel.config.loading import load_config, load_config_from_argv, split_c
 from automodel.config.node import ConfigList, ConfigNode, config_error, config_from_dict, location_of, yaml_path
 from automodel.config.overrides import Override, apply_overrides, parse_overrides
 from automodel.config.redact import REDACTED, is_secret_key, redact_secrets
-from automodel.config.sections import build_section, check_sections, errors_named_by
+from automodel.config.sections import build_section, check_sections, errors_named_by, plain_section
 from automodel.config.targets import DEFAULT_ALLOWED_PREFIXES, import_target
 from automodel.config.validate import ConfigErrors, find_problems, validate
 from automodel.config.yaml_io import dump_yaml, parse_yaml_text
@@ -43,6 +43,7 @@ __all__ = [
     "location_of",
     "parse_overrides",
     "parse_yaml_text",
+    "plain_section",
     "redact_secrets",
     "split_config_args",
     "validate",

@@ -65,3 +65,25 @@ def check_sections(
     for key in required:
         if key not in cfg:
             raise ConfigError(f"the config has no `{key}:` section, which {recipe} needs", hint=f"see {examples}")
+
+
+def plain_section(cfg: ConfigNode, section: str, known: Collection[str]) -> dict[str, Any]:
+    """Return a section of plain keys (no ``_target_``) as a dict, after checking every key is known.
+
+    Args:
+        cfg: the config holding the section (the whole config, or a parent section).
+        section: the section's key; an absent or null section gives ``{}``.
+        known: the keys the section may hold.
+
+    Raises:
+        ConfigError: at the unknown key's file and line, naming the closest known key.
+    """
+    node = cfg.get(section)
+    if node is None:
+        return {}
+    if not isinstance(node, ConfigNode):
+        raise config_error(cfg, f"must be a mapping of {', '.join(sorted(known))}", section)
+    for key in node:
+        if key not in known:
+            raise config_error(node, f"is not a {section} setting", key, did_you_mean(str(key), known))
+    return node.to_container()

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from automodel.checkpoint import save_hf_weights
+from automodel.checkpoint import save_hf_weights, write_model_metadata
 from automodel.config import ConfigNode, config_error, errors_named_by
 from automodel.peft import (
     LoRAConfig,
@@ -19,7 +19,6 @@ from automodel.peft import (
     save_adapter,
     unmerge_lora,
 )
-from automodel.recipes.llm.checkpointing import write_model_metadata
 
 ADAPTER_PARTS = (".lora_A.", ".lora_B.", "lora_magnitude_vector")
 

@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-from automodel.checkpoint import SaveOnSignal, config_fingerprint
+from automodel.checkpoint import (
+    SaveOnSignal,
+    build_checkpointer,
+    config_fingerprint,
+    truncate_history,
+    write_model_metadata,
+)
 from automodel.config import (
     ConfigNode,
     build_section,
@@ -53,13 +59,7 @@ from automodel.recipes.llm.adapters import (
     write_adapter,
     write_merged_model,
 )
-from automodel.recipes.llm.checkpointing import (
-    build_checkpoint_config,
-    build_checkpointer,
-    restore_step,
-    truncate_history,
-    write_model_metadata,
-)
+from automodel.recipes.llm.checkpointing import build_checkpoint_config, restore_from
 from automodel.training import (
     BaseRecipe,
     JsonlWriter,
@@ -386,7 +386,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
 
     def _restore(self) -> Path | None:
         """Resume from ``restore_from`` (or ``checkpoint.auto_resume``): weights, optimizer, schedules, data, RNG."""
-        step_dir = restore_step(self.cfg, self.checkpointer, self.checkpoint)
+        step_dir = restore_from(self.cfg, self.checkpointer, self.checkpoint)
         if step_dir is None:
             if self.checkpoint.auto_resume and self.parallel.is_rank0:
                 truncate_history(self.checkpoint.dir, -1)  # a restart before the first checkpoint starts afresh
