@@ -232,3 +232,9 @@ def test_init_distributed_without_a_rendezvous_address_says_how_to_launch(monkey
         init_distributed()
     message = str(caught.value)
     assert "MASTER_ADDR and MASTER_PORT not set" in message and "torchrun" in message
+
+
+def test_one_process_describes_itself_as_such() -> None:
+    from automodel.distributed import setup_parallelism
+
+    assert setup_parallelism(None).describe() == "1 process"

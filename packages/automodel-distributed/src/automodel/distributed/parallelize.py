@@ -67,6 +67,15 @@ class Parallelism:
         """How many ranks' gradients are summed into one (dp x cp)."""
         return loss_reduction_size(self.mesh)
 
+    def describe(self) -> str:
+        """One line saying how the processes are laid out: ``1 process``, or the world size, backend,
+        strategy and mesh sizes."""
+        if self.env.world_size == 1:
+            return "1 process"
+        sizes = self.sizes
+        dims = f"dp_replicate={sizes.dp_replicate} x dp_shard={sizes.dp_shard} x cp={sizes.cp} x tp={sizes.tp}"
+        return f"{self.env.world_size} processes ({self.env.backend}), {self.config.strategy}: {dims}"
+
     def parallelize(self, model: torch.nn.Module) -> torch.nn.Module:
         """Apply TP, activation checkpointing and the sharding strategy to ``model``; return what to train.
 

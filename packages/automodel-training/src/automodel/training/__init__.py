@@ -18,7 +18,13 @@ from automodel.training.metrics import (
     peak_memory_gib,
 )
 from automodel.training.progress import ProgressReporter
-from automodel.training.recipe import BaseRecipe, is_stateful
+from automodel.training.recipe import (
+    BaseRecipe,
+    is_stateful,
+    main_reporting_user_errors,
+    run_recipe,
+    show_component_logs,
+)
 from automodel.training.seed import set_seed
 from automodel.training.step import (
     StepResult,
@@ -54,10 +60,13 @@ __all__ = [
     "forward_loss",
     "generation_exact_match",
     "is_stateful",
+    "main_reporting_user_errors",
     "measure_peak_tflops",
     "model_flops_utilization",
     "peak_memory_gib",
+    "run_recipe",
     "set_seed",
+    "show_component_logs",
     "to_device",
     "train_step",
     "validation_loss",

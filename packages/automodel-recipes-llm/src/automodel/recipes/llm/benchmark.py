@@ -45,8 +45,6 @@ from automodel.recipes.llm.train_ft import (
     build_optimizer,
     build_parallelism,
     compile_model,
-    describe_layout,
-    main_reporting_user_errors,
     run_recipe,
 )
 from automodel.training import (
@@ -54,6 +52,7 @@ from automodel.training import (
     StepScheduler,
     count_real_tokens,
     derive_grad_accumulation,
+    main_reporting_user_errors,
     measure_peak_tflops,
     peak_memory_gib,
     set_seed,
@@ -368,7 +367,7 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
             "trainable_parameters": self.trainable_count,
             "peft": None if self.peft is None else {"rank": self.peft.dim, "adapted_modules": len(self.lora_shapes)},
             "world_size": world,
-            "layout": describe_layout(parallel) if world > 1 else "1 process",
+            "layout": parallel.describe(),
             "device": self.device.type,
             "dtype": str(self.dtype).removeprefix("torch."),
             "loss_fn": type(self.loss_fn).__name__,

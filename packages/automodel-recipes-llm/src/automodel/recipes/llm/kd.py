@@ -31,10 +31,9 @@ from automodel.recipes.llm.train_ft import (
     SECTIONS,
     TrainFinetuneRecipeForNextTokenPrediction,
     build_model,
-    main_reporting_user_errors,
     run_recipe,
 )
-from automodel.training import KDLoss, validation_loss
+from automodel.training import KDLoss, main_reporting_user_errors, validation_loss
 from automodel.training.loss import MODEL_INPUTS
 
 KD_SECTIONS = SECTIONS | {"teacher_model", "kd_ratio", "kd_loss_fn"}

@@ -11,10 +11,8 @@ steps, logging, validation and checkpoints on the step scheduler's schedule.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +66,7 @@ from automodel.training import (
     ProgressReporter,
     StepScheduler,
     generation_exact_match,
+    main_reporting_user_errors,
     measure_peak_tflops,
     model_flops_utilization,
     peak_memory_gib,
@@ -75,6 +74,7 @@ from automodel.training import (
     train_step,
     validation_loss,
 )
+from automodel.training import run_recipe as run_training_recipe
 
 SECTIONS = {
     "recipe",
@@ -363,7 +363,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         if peft_summary is not None:
             self.progress.message(peft_summary)
         if parallel.env.world_size > 1:
-            self.progress.message(describe_layout(parallel))
+            self.progress.message(parallel.describe())
         if self.compiled_blocks:
             self.progress.message(f"torch.compile: {self.compiled_blocks} blocks (compiled at their first call)")
         if resumed_from is not None:
@@ -615,62 +615,19 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         self.progress.message(f"adapter saved to {model_dir}{merged}\nload it with peft:\n{how}")
 
 
-def describe_layout(parallel: Parallelism) -> str:
-    """One line saying how the processes are laid out (strategy and mesh sizes)."""
-    sizes = parallel.sizes
-    parts = [f"dp_replicate={sizes.dp_replicate}", f"dp_shard={sizes.dp_shard}", f"cp={sizes.cp}", f"tp={sizes.tp}"]
-    return (
-        f"{parallel.env.world_size} processes ({parallel.env.backend}), {parallel.config.strategy}: {' x '.join(parts)}"
-    )
-
-
-def show_component_logs() -> None:
-    """Print the INFO messages of automodel packages (dropped samples, packing efficiency, ...) on stderr.
-
-    Only the first process prints them, so N processes do not print N copies.
-    """
-    logger = logging.getLogger("automodel")
-    if launcher_coordinates()[0] != 0:
-        logger.setLevel(logging.WARNING)
-        return
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
 def run_recipe(recipe_class: type[BaseRecipe], cfg: ConfigNode | None = None) -> int:
     """Set up and run ``recipe_class`` on ``cfg`` (default: the config named by ``-c`` in sys.argv); return 0.
 
     The process group is destroyed afterwards, whether the run ends or fails.
     """
     cfg = load_config_from_argv() if cfg is None else cfg
-    show_component_logs()
-    recipe = recipe_class(cfg)
-    try:
-        recipe.setup()
-        recipe.run_train_validation_loop()
-    finally:
-        destroy_distributed()
-    return 0
+    first = launcher_coordinates()[0] == 0
+    return run_training_recipe(recipe_class, cfg, first_process=first, cleanup=destroy_distributed)
 
 
 def main(cfg: ConfigNode | None = None) -> int:
     """Run train_ft on ``cfg`` (default: the config named by ``-c`` in sys.argv); return the exit status."""
     return run_recipe(TrainFinetuneRecipeForNextTokenPrediction, cfg)
-
-
-def main_reporting_user_errors(recipe_main: Callable[[], int]) -> int:
-    """Call ``recipe_main()``; print a user error as one line on stderr and return 2 instead of raising it."""
-    # Twin of automodel.cli.worker.main's error handling (recipes may not import the CLI).
-    try:
-        return recipe_main()
-    except Exception as exc:
-        if not getattr(exc, "user_error", False):
-            raise
-        print(f"automodel: error: {exc}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":
@@ -689,8 +646,6 @@ __all__ = [
     "build_step_scheduler",
     "build_tokenizer",
     "compile_model",
-    "describe_layout",
     "main",
-    "main_reporting_user_errors",
     "run_recipe",
 ]
