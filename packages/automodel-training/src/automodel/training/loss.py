@@ -19,7 +19,17 @@ from automodel.training.errors import TrainingError
 from automodel.training.linear_ce import linear_cross_entropy
 
 IGNORE_INDEX = -100
-MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+TEXT_INPUTS = ("input_ids", "attention_mask", "position_ids")
+# What image-text processors add (Llava, Qwen2-VL, Gemma 3, Idefics, ...), passed to the model as they are.
+IMAGE_INPUTS = (
+    "pixel_values",
+    "image_sizes",
+    "image_grid_thw",
+    "pixel_attention_mask",
+    "token_type_ids",
+    "mm_token_type_ids",
+)
+MODEL_INPUTS = TEXT_INPUTS + IMAGE_INPUTS
 
 
 def _denominator(labels: torch.Tensor, num_label_tokens: int | torch.Tensor | None, ignore_index: int) -> Any:
@@ -206,15 +216,22 @@ class KDLoss:
 
 
 def forward_loss(model: torch.nn.Module, batch: dict, loss_fn: Any, num_label_tokens: Any = None) -> torch.Tensor:
-    """Run a Hugging Face causal LM on ``batch`` and return ``loss_fn``'s loss.
+    """Run a Hugging Face causal LM or image-text model on ``batch`` and return ``loss_fn``'s loss.
 
     ``batch`` holds ``input_ids`` and ``labels`` and optionally ``attention_mask`` and
     ``position_ids`` (a packed batch has no attention mask; transformers then keeps
-    attention inside each packed sample). A loss with ``needs_hidden_states = True`` gets
-    the decoder's last hidden state and the output embedding weight instead of logits.
+    attention inside each packed sample), plus the image inputs of ``IMAGE_INPUTS``
+    (``pixel_values``, ...) for a vision-language model. A loss with ``needs_hidden_states =
+    True`` gets the decoder's last hidden state and the output embedding weight instead of
+    logits; it cannot see images, so a batch with image inputs is a TrainingError for it.
     """
     inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
     if getattr(loss_fn, "needs_hidden_states", False):
+        if any(key in batch for key in IMAGE_INPUTS):
+            raise TrainingError(
+                f"{type(loss_fn).__name__} reads the language model's hidden states, which skips the images of an "
+                "image-text batch; use automodel.training.MaskedCrossEntropy for vision-language models"
+            )
         hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
         head = model.get_output_embeddings()
         return loss_fn(hidden, head.weight, batch["labels"], num_label_tokens, bias=head.bias)
