@@ -14,7 +14,7 @@ from automodel.distributed.activation_checkpointing import checkpoint_blocks
 from automodel.distributed.config import DistributedConfig, MeshSizes, parse_distributed_config, resolve_sizes
 from automodel.distributed.cp import make_cp_batch_and_ctx
 from automodel.distributed.ddp import apply_ddp, unwrap_model
-from automodel.distributed.env import DistributedEnv, init_distributed, launcher_coordinates
+from automodel.distributed.env import DistributedEnv, any_rank, init_distributed, launcher_coordinates
 from automodel.distributed.fsdp2 import apply_fsdp2, reshard_model
 from automodel.distributed.megatron import apply_megatron_fsdp, prepare_megatron_optimizer
 from automodel.distributed.mesh import (
@@ -66,6 +66,10 @@ class Parallelism:
     def gradient_sum_size(self) -> int:
         """How many ranks' gradients are summed into one (dp x cp)."""
         return loss_reduction_size(self.mesh)
+
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is True on at least one; every rank must call it."""
+        return any_rank(flag, self.device)
 
     def describe(self) -> str:
         """One line saying how the processes are laid out: ``1 process``, or the world size, backend,

@@ -1,6 +1,7 @@
 """automodel.training: step scheduling, the training step, losses, LR schedules, metrics and validation."""
 
 from automodel.training.errors import TrainingError
+from automodel.training.finetune_loop import FinetuneLoop
 from automodel.training.loss import (
     IGNORE_INDEX,
     ChunkedCrossEntropy,
@@ -44,6 +45,7 @@ __all__ = [
     "BaseRecipe",
     "ChunkedCrossEntropy",
     "CutCrossEntropy",
+    "FinetuneLoop",
     "JsonlWriter",
     "KDLoss",
     "MaskedCrossEntropy",

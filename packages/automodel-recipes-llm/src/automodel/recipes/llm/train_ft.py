@@ -10,9 +10,7 @@ steps, logging, validation and checkpoints on the step scheduler's schedule.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,6 @@ from automodel.data import fast_forward
 from automodel.data.llm import default_collater, pack_dataset, packed_collater
 from automodel.distributed import (
     Parallelism,
-    any_rank,
     compile_blocks,
     destroy_distributed,
     launcher_coordinates,
@@ -60,19 +57,15 @@ from automodel.recipes.llm.adapters import (
 from automodel.recipes.llm.checkpointing import build_checkpoint_config, restore_from
 from automodel.training import (
     BaseRecipe,
+    FinetuneLoop,
     JsonlWriter,
     MaskedCrossEntropy,
-    MetricsSample,
     ProgressReporter,
     StepScheduler,
     generation_exact_match,
     main_reporting_user_errors,
     measure_peak_tflops,
-    model_flops_utilization,
-    peak_memory_gib,
     set_seed,
-    train_step,
-    validation_loss,
 )
 from automodel.training import run_recipe as run_training_recipe
 
@@ -254,7 +247,7 @@ def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> 
         raise config_error(cfg, f"has a key StepScheduler does not take ({exc})", "step_scheduler") from None
 
 
-class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
+class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
     """Fine-tune (or pre-train) a causal LM on one process or many; see the module docstring."""
 
     def __init__(self, cfg: ConfigNode) -> None:
@@ -376,44 +369,8 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
         """The Hugging Face model being trained (inside a DDP wrapper, if any)."""
         return unwrap_model(self.model)
 
-    def _resume_objects(self) -> dict[str, Any]:
-        """The tracked stateful attributes a checkpoint restores besides model and optimizer."""
-        skip = {"model", "optimizer", "val_dataloader"}
-        return {name: obj for name, obj in self.stateful_attributes().items() if name not in skip}
-
     def _model_fingerprint(self) -> str:
         return config_fingerprint(self.hf_model.config.to_dict())
-
-    def _restore(self) -> Path | None:
-        """Resume from ``restore_from`` (or ``checkpoint.auto_resume``): weights, optimizer, schedules, data, RNG."""
-        step_dir = restore_from(self.cfg, self.checkpointer, self.checkpoint)
-        if step_dir is None:
-            if self.checkpoint.auto_resume and self.parallel.is_rank0:
-                truncate_history(self.checkpoint.dir, -1)  # a restart before the first checkpoint starts afresh
-            return None
-        where = location_of(self.cfg, "model")
-        current = f"the `model:` section of {where[0]}" if where else "the `model:` section"
-        self.checkpointer.check_same_model(step_dir, self._model_fingerprint(), current)
-        stateful = self._resume_objects()
-        saved = json.loads((step_dir / "train_state.json").read_text(encoding="utf-8"))
-        same_layout = (
-            self.checkpointer.saved_world_size(step_dir) == self.parallel.env.world_size
-            and saved.get("dp_size", 1) == self.parallel.dp_size
-        )
-        if not same_layout:
-            stateful.pop("dataloader")
-        state = self.checkpointer.load(
-            step_dir,
-            model=self.model,
-            optimizer=self.optimizer,
-            stateful=stateful,
-            replicated=[name for name in stateful if name != "dataloader"],
-        )
-        if not same_layout:
-            with errors_named_by(self.cfg, "distributed"):
-                fast_forward(self.dataloader, self.step_scheduler.epoch, self.step_scheduler.samples_into_epoch)
-        truncate_history(self.checkpoint.dir, int(state["step"]))
-        return step_dir
 
     def _generation_settings(self, validation: Any) -> dict | None:
         generation = validation.get("generation") if validation else None
@@ -432,150 +389,64 @@ class TrainFinetuneRecipeForNextTokenPrediction(BaseRecipe):
             )
         return {**settings, "samples": samples}
 
-    def run_train_validation_loop(self) -> None:
-        """Train to the end of the schedule, validating, logging and saving on schedule.
+    def _restore_step_dir(self) -> Path | None:
+        """``restore_from.path``, else this run's ``latest`` with ``checkpoint.auto_resume``, else None."""
+        return restore_from(self.cfg, self.checkpointer, self.checkpoint)
 
-        A signal listed in ``checkpoint.save_on_signal`` (SIGTERM, SIGUSR1) saves a checkpoint
-        at the next step boundary and ends the run normally.
-        """
-        scheduler = self.step_scheduler
-        if self.val_dataloader is not None and scheduler.step == 0:
-            self._validate()
-        tokens, started = 0, time.perf_counter()
-        last_step: Path | None = None
-        stopping = False
-        with SaveOnSignal(self.checkpoint.signals) as stop:
-            for micro_batches in scheduler:
-                lr = self.optimizer.param_groups[0]["lr"]
-                result = self._train_step(micro_batches)
-                tokens += result.num_tokens
-                if scheduler.is_log_step:
-                    elapsed = time.perf_counter() - started
-                    rows = max(1, sum(len(b["input_ids"]) for b in micro_batches))
-                    self._log(result, lr, self._summed(tokens) / elapsed, tokens / rows)
-                    tokens, started = 0, time.perf_counter()
-                if scheduler.is_val_step and self.val_dataloader is not None:
-                    self._validate()
-                final = scheduler.is_last_step and self.checkpoint.save_final
-                due = final or (scheduler.is_ckpt_step and not scheduler.is_last_step)
-                # A signal may reach the ranks at different steps; they stop together at the first.
-                stopping = bool(self.checkpoint.signals) and any_rank(stop.requested, self.device)
-                if self.checkpoint.enabled and (due or stopping):
-                    last_step = self.save_checkpoint()
-                if stopping:
-                    self.progress.message(
-                        f"{stop.signal or 'a signal to another rank'} received: saved {last_step}, "
-                        f"stopping at step {scheduler.step}"
-                    )
-                    break
-        self.checkpointer.close()
-        if self.val_dataloader is not None and not scheduler.val_check_interval and not stopping:
-            self._validate()
-        self.progress.close()
-        self._farewell(last_step)
+    def _check_same_model(self, step_dir: Path) -> None:
+        """Refuse a checkpoint of another architecture, naming the ``model:`` section."""
+        where = location_of(self.cfg, "model")
+        current = f"the `model:` section of {where[0]}" if where else "the `model:` section"
+        self.checkpointer.check_same_model(step_dir, self._model_fingerprint(), current)
 
-    def _train_step(self, micro_batches: list[dict]) -> Any:
-        """Run one optimizer step over ``micro_batches``; return its StepResult."""
-        return train_step(
-            self.model,
-            micro_batches,
-            self.loss_fn,
-            self.optimizer,
-            lr_scheduler=self.lr_scheduler,
-            max_grad_norm=self.max_grad_norm,
-            device=self.device,
-            all_reduce=self.parallel.sum_over_data_parallel(),
-            prepare_micro_batch=self._micro_batch_hook(),
-        )
+    def _fast_forward(self) -> None:
+        """Move the dataloader to the step scheduler's epoch and sample (a resume under another layout)."""
+        with errors_named_by(self.cfg, "distributed"):
+            fast_forward(self.dataloader, self.step_scheduler.epoch, self.step_scheduler.samples_into_epoch)
 
-    def _micro_batch_hook(self) -> Any:
-        """The per-micro-batch context (loss over sharded logits, context parallelism), None when not needed."""
-        return self.parallel.micro_batch_hook()
+    def _rewind_history(self, last_step: int) -> None:
+        """Drop the JSONL records after ``last_step`` in the run directory."""
+        truncate_history(self.checkpoint.dir, last_step)
 
-    def _summed(self, count: int) -> int:
-        """``count`` summed over the data-parallel ranks (this rank's count alone for one process)."""
-        reduce = self.parallel.sum_over_data_parallel()
-        if reduce is None:
-            return count
-        return int(reduce(torch.tensor(count, device=self.device)))
+    def _signal_guard(self) -> SaveOnSignal:
+        """Catch ``checkpoint.save_on_signal``'s signals for the length of the loop."""
+        return SaveOnSignal(self.checkpoint.signals)
 
-    def _log(self, result: Any, lr: float, tps: float, tokens_per_row: float, extra: dict | None = None) -> None:
-        """Write one MetricsSample and the ``extra`` fields (rank 0), and update the progress line.
+    def _flops_per_token(self, seq_length: int) -> float:
+        """The analytic training FLOPs per token of the model at ``seq_length``."""
+        return training_flops_per_token(self.hf_model.config, seq_length)
 
-        ``tps`` counts every rank's tokens.
-        """
-        flops = training_flops_per_token(self.hf_model.config, max(1, round(tokens_per_row)))
-        sample = MetricsSample(
-            step=self.step_scheduler.step,
-            epoch=self.step_scheduler.epoch,
-            loss=result.loss,
-            grad_norm=result.grad_norm,
-            lr=lr,
-            mem=peak_memory_gib(self.device),
-            tps=tps,
-            mfu=model_flops_utilization(tps, flops, self.peak_tflops * self.parallel.env.world_size),
-        )
+    def _generation_metrics(self, step: int) -> dict:
+        """Greedy-generation exact match on ``validation.generation`` samples (predictions to generations.jsonl)."""
+        if self.generation is None:
+            return {}
+        settings = dict(self.generation)
+        with self.parallel.generation(self.model) as model:
+            result = generation_exact_match(
+                model,
+                self.tokenizer,
+                settings.pop("samples"),
+                device=self.device,
+                synced_gpus=self.parallel.env.world_size > 1,
+                **settings,
+            )
         if self.parallel.is_rank0:
-            self.training_log.write({**sample.to_dict(), **(extra or {})})
-        self.progress.update(sample.step, {"loss": sample.loss, "lr": sample.lr, "tps": round(sample.tps)})
+            JsonlWriter(self.checkpoint.dir / "generations.jsonl").write(
+                {"step": step, "predictions": result["predictions"]}
+            )
+        return {"exact_match": result["exact_match"]}
 
-    def _validation_metrics(self) -> dict:
-        """Return ``val_loss``, ``val_ppl`` and ``val_tokens`` of the model over the validation set."""
-        return validation_loss(
-            self.model,
-            self.val_dataloader,
-            self.loss_fn,
-            self.device,
-            all_reduce=self.parallel.sum_over_data_parallel(),
-            prepare_micro_batch=self._micro_batch_hook(),
-        )
-
-    def _validate(self) -> dict:
-        step = self.step_scheduler.step
-        record = {"step": step, **self._validation_metrics()}
-        if self.generation is not None:
-            settings = dict(self.generation)
-            with self.parallel.generation(self.model) as model:
-                result = generation_exact_match(
-                    model,
-                    self.tokenizer,
-                    settings.pop("samples"),
-                    device=self.device,
-                    synced_gpus=self.parallel.env.world_size > 1,
-                    **settings,
-                )
-            record["exact_match"] = result["exact_match"]
-            if self.parallel.is_rank0:
-                JsonlWriter(self.checkpoint.dir / "generations.jsonl").write(
-                    {"step": step, "predictions": result["predictions"]}
-                )
-        self.parallel.reshard(self.model)
-        if self.parallel.is_rank0:
-            self.validation_log.write(record)
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in {"step", "val_tokens"})
-        self.progress.message(f"validation at step {step}: {shown}")
-        return record
-
-    def save_checkpoint(self) -> Path:
-        """Write the current step's checkpoint (model/ in HF layout plus everything to resume) and return it."""
-        scheduler = self.step_scheduler
-        train_state = {
-            "epoch": scheduler.epoch,
-            "consumed_samples": scheduler.step * scheduler.global_batch_size,
-            "dp_size": self.parallel.dp_size,
-            "model_config_fingerprint": self._model_fingerprint(),
-        }
+    def _before_save(self) -> None:
+        """Gather the LoRA adapter from the shards (every rank takes part) before a PEFT checkpoint."""
         self._adapter_state = gather_adapter(self.hf_model) if self.peft is not None else None
-        return self.checkpointer.save(
-            scheduler.step,
-            model=self.model,
-            optimizer=self.optimizer,
-            stateful=self._resume_objects(),
-            train_state=train_state,
-            write_model_files=self._write_model_files,
-            extra_files={"config.yaml": self.cfg.to_yaml(resolve=True, redact=True)},
-            model_weights=self.peft is None,
-        )
+
+    def _saves_model_weights(self) -> bool:
+        """A PEFT run's ``model/`` holds the adapter, not the full weights."""
+        return self.peft is None
+
+    def _extra_files(self) -> dict[str, str]:
+        """The resolved config, secrets redacted, in each step folder."""
+        return {"config.yaml": self.cfg.to_yaml(resolve=True, redact=True)}
 
     def _write_model_files(self, model_dir: Path) -> None:
         """Write config.json, generation_config.json and the tokenizer beside the weights.
