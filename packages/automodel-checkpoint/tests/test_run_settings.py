@@ -43,3 +43,40 @@ def test_truncate_history_keeps_the_steps_up_to_the_resumed_one(tmp_path: Path) 
     assert [json.loads(line)["step"] for line in (tmp_path / "training.jsonl").read_text().splitlines()] == [1, 2]
     truncate_history(tmp_path, -1)
     assert (tmp_path / "training.jsonl").read_text() == ""
+
+
+class WithUnusedWeight(torch.nn.Module):
+    """A model with a trainable parameter no loss reaches (as CLIP's post-layernorm in a Llava)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.used, self.unused = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.used(x)
+
+
+def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, count: int) -> list[float]:
+    losses = []
+    for i in range(count):
+        loss = model(torch.full((2, 4), float(i + 1))).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def test_a_parameter_the_saved_run_never_stepped_resumes_without_optimizer_state(tmp_path: Path) -> None:
+    model = WithUnusedWeight()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    _steps(model, optimizer, 2)
+    checkpointer = build_checkpointer(CheckpointSettings.from_options({"dir": str(tmp_path)}))
+    step_dir = checkpointer.save(2, model=model, optimizer=optimizer)
+    expected = _steps(model, optimizer, 2)
+    fresh = WithUnusedWeight()
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=0.1)
+    checkpointer.load(step_dir, model=fresh, optimizer=fresh_optimizer)
+    assert _steps(fresh, fresh_optimizer, 2) == expected
+    assert fresh.unused.weight not in fresh_optimizer.state

@@ -15,6 +15,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemWriter
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
     get_model_state_dict,
     get_state_dict,
     set_model_state_dict,
@@ -53,7 +54,10 @@ def restore_resume_state(
         CheckpointError: the folder's tensors do not match the model, or it holds no optimizer state.
     """
     state = capture_resume_state(model, optimizer)
-    _check_matches(SafeFileSystemReader(folder).read_metadata(), state, folder, model)
+    metadata = SafeFileSystemReader(folder).read_metadata()
+    _check_matches(metadata, state, folder, model)
+    if "optim" in state:
+        _drop_unsaved_parameter_state(state["optim"], metadata)
     dcp.load(
         state,
         storage_reader=SafeFileSystemReader(folder),
@@ -64,7 +68,29 @@ def restore_resume_state(
     if optimizer is None:
         set_model_state_dict(model, state["model"])
     else:
-        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        # Not strict: parameters the saved run never stepped have no state (the model keys were checked above).
+        options = StateDictOptions(strict=False)
+        set_state_dict(
+            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=options
+        )
+
+
+def _drop_unsaved_parameter_state(optim_state: dict[str, Any], metadata: Metadata) -> None:
+    """Forget the fresh optimizer state of parameters the saved run never stepped.
+
+    A trainable parameter that never got a gradient (CLIP's post-layernorm in a Llava, a
+    head a loss leaves out) has no optimizer state in the checkpoint, while the optimizer
+    being restored into has state for every trainable parameter. Those parameters resume
+    with no state, as they were when saved.
+    """
+    saved = {
+        key.removeprefix("optim.state.").rsplit(".", 1)[0]
+        for key in metadata.state_dict_metadata
+        if key.startswith("optim.state.")
+    }
+    per_parameter = optim_state.get("state", {})
+    for name in [name for name in per_parameter if name not in saved]:
+        del per_parameter[name]
 
 
 def _check_matches(metadata: Metadata, state: dict[str, Any], folder: Path, model: torch.nn.Module) -> None:

@@ -36,7 +36,7 @@ from automodel.training.step import (
     train_step,
 )
 from automodel.training.step_scheduler import StepScheduler, derive_grad_accumulation
-from automodel.training.validation import generation_exact_match, validation_loss
+from automodel.training.validation import generation_exact_match, image_text_exact_match, validation_loss
 
 __version__ = "0.3.0"
 
@@ -61,6 +61,7 @@ __all__ = [
     "derive_grad_accumulation",
     "forward_loss",
     "generation_exact_match",
+    "image_text_exact_match",
     "is_stateful",
     "main_reporting_user_errors",
     "measure_peak_tflops",

@@ -106,3 +106,91 @@ def generation_exact_match(
     model.train(was_training)
     score = sum(r["match"] for r in records) / len(records) if records else float("nan")
     return {"exact_match": score, "predictions": records}
+
+
+def _text_of(message: dict) -> str:
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+
+def _images_of(conversation: Sequence[dict]) -> list:
+    return [
+        part["image"]
+        for message in conversation
+        if not isinstance(message["content"], str)
+        for part in message["content"]
+        if part.get("type") == "image"
+    ]
+
+
+@torch.no_grad()
+def image_text_exact_match(
+    model: Any,
+    processor: Any,
+    conversations: Sequence[Sequence[dict]],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    device: Any = "cpu",
+    synced_gpus: bool = False,
+) -> dict:
+    """Greedy-generate each conversation's last (assistant) turn from the turns before it, images included.
+
+    Args:
+        model: a Hugging Face image-text-to-text model.
+        processor: its processor (chat template, tokenizer, image processor).
+        conversations: OpenAI-style messages whose image parts (``{"type": "image", "image": PIL image}``)
+            hold decoded images; the last message is the reference answer.
+        max_new_tokens, batch_size: generation limits; prompts are left-padded in batches.
+        device: where the model is.
+        synced_gpus: True when the model is sharded and every rank generates the same samples.
+
+    Returns:
+        ``{"exact_match": 0..1, "predictions": [{"prompt", "reference", "prediction", "match"}]}``.
+        A prediction is the generated text up to the first special token (the end of the turn,
+        whatever the template calls it), stripped; it matches when it equals the stripped reference.
+    """
+    tokenizer = processor.tokenizer
+    stop_ids = sorted(set(tokenizer.all_special_ids))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    was_training, padding_side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    records = []
+    try:
+        for start in range(0, len(conversations), batch_size):
+            chunk = conversations[start : start + batch_size]
+            prompts = [list(conversation[:-1]) for conversation in chunk]
+            texts = processor.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
+            images = [_images_of(prompt) for prompt in prompts]
+            bos = tokenizer.bos_token
+            inputs = processor(
+                text=texts,
+                images=images if any(images) else None,
+                padding=True,
+                return_tensors="pt",
+                add_special_tokens=not (bos and all(text.startswith(bos) for text in texts)),
+            )
+            inputs = to_device(dict(inputs), device)
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stop_ids,
+                pad_token_id=pad_id,
+                synced_gpus=synced_gpus,
+            )
+            width = inputs["input_ids"].shape[1]
+            for conversation, text, generated in zip(chunk, texts, output[:, width:].tolist(), strict=True):
+                ends = [i for i, token in enumerate(generated) if token in stop_ids]
+                prediction = tokenizer.decode(generated[: ends[0] if ends else None]).strip()
+                expected = _text_of(conversation[-1]).strip()
+                records.append(
+                    {"prompt": text, "reference": expected, "prediction": prediction, "match": prediction == expected}
+                )
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    score = sum(r["match"] for r in records) / len(records) if records else float("nan")
+    return {"exact_match": score, "predictions": records}
