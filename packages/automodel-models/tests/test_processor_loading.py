@@ -9,7 +9,7 @@ import shutil
 import pytest
 import transformers
 
-from automodel.models import ModelError, load_processor
+from automodel.models import AutoModelForImageTextToText, ModelError, check_processor_matches, load_processor
 
 
 def test_loads_the_tiny_vlm_processor_keeping_its_own_pad_token(tiny_vlm_dir):
@@ -47,3 +47,14 @@ def test_directory_without_processor_files_says_what_it_lacks(tmp_path):
 def test_uncached_hub_id_offline_mentions_hf_hub_offline():
     with pytest.raises(ModelError, match=r"processor `automodel-tests/no-such-processor`.*HF_HUB_OFFLINE=1"):
         load_processor("automodel-tests/no-such-processor")
+
+
+def test_a_processor_that_does_not_match_the_model_is_named(tiny_vlm_dir):
+    processor = load_processor(tiny_vlm_dir)
+    check_processor_matches(AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir), processor)
+    moved = AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir, image_token_index=7)
+    with pytest.raises(ModelError, match=r"image token <image> has id 4 but the model expects .* at id 7"):
+        check_processor_matches(moved, processor)
+    processor.tokenizer.add_tokens([f"word{i}" for i in range(200)])
+    with pytest.raises(ModelError, match=r"tokenizer has \d+ tokens but the model embeds only 512"):
+        check_processor_matches(AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir), processor)

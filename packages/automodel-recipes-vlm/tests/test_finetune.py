@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
-from vlm_recipe_helpers import read_jsonl, run, vlm_config
+from vlm_recipe_helpers import TINY_VLM, read_jsonl, run, vlm_config
 
 from automodel.config import ConfigError
 from automodel.recipes.vlm.finetune import FinetuneRecipeForVLM
@@ -70,12 +70,22 @@ def test_a_frozen_vision_tower_keeps_its_weights(tmp_path):
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
 
 
+MODEL = {
+    "_target_": "automodel.models.AutoModelForImageTextToText.from_pretrained",
+    "pretrained_model_name_or_path": str(TINY_VLM),
+}
+
+
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
         ({"optimiser": {}}, r"`optimiser`: is not a section finetune \(vlm\) knows; did you mean `optimizer`"),
         ({"freeze_config": {"freeze_vision": True}}, r"`freeze_config.freeze_vision`: is not a freeze_config setting"),
         ({"loss_fn": {"_target_": "automodel.training.ChunkedCrossEntropy"}}, r"`loss_fn`: .*leaves out the images"),
+        (
+            {"model": {**MODEL, "image_token_index": 7}},
+            r"`model`: the processor's image token <image> has id 4 but the model expects image features at id 7",
+        ),
         (
             {"model": {"_target_": "automodel.models.AutoModelForImageTextToText.from_config", "config": {}}},
             r"`model`: the model is built from a config, so there is no processor to load beside it",

@@ -17,7 +17,7 @@ from automodel.models.errors import ModelError
 from automodel.models.flops import training_flops_per_token
 from automodel.models.liger import apply_liger_kernel
 from automodel.models.model_config import build_model_config
-from automodel.models.processor_loading import load_processor
+from automodel.models.processor_loading import check_processor_matches, load_processor
 from automodel.models.tiny_configs import tiny_llama_config, tiny_vlm_config
 from automodel.models.tiny_vlm import build_tiny_vlm
 from automodel.models.tokenizer_loading import load_tokenizer
@@ -36,6 +36,7 @@ __all__ = [
     "build_model_config",
     "build_tiny_vlm",
     "build_tokenizer",
+    "check_processor_matches",
     "load_processor",
     "load_tokenizer",
     "resolve_torch_dtype",

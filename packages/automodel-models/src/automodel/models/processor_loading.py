@@ -7,6 +7,7 @@ from typing import Any
 
 from transformers import AutoProcessor, PreTrainedTokenizerBase, ProcessorMixin
 
+from automodel.models.errors import ModelError
 from automodel.models.sources import load_errors_explained, pretrained_source
 from automodel.models.tokenizer_loading import TOKENIZER_FILES, with_pad_token
 
@@ -39,3 +40,34 @@ def load_processor(
     if tokenizer is not None:
         with_pad_token(tokenizer)
     return processor
+
+
+IMAGE_TOKEN_FIELDS = ("image_token_id", "image_token_index")
+
+
+def check_processor_matches(model: Any, processor: Any) -> None:
+    """Raise ModelError when ``processor`` cannot feed ``model``: its image token is not the one the model
+    replaces with image features, or its tokenizer has more tokens than the model has embeddings.
+
+    Args:
+        model: a transformers image-text-to-text model.
+        processor: its processor (or a tokenizer, whose vocabulary alone is checked).
+    """
+    tokenizer = processor if isinstance(processor, PreTrainedTokenizerBase) else getattr(processor, "tokenizer", None)
+    rows = model.get_input_embeddings().num_embeddings
+    if tokenizer is not None and len(tokenizer) > rows:
+        raise ModelError(
+            f"the processor's tokenizer has {len(tokenizer)} tokens but the model embeds only {rows}; "
+            "load the processor saved with this model"
+        )
+    processor_id = getattr(processor, "image_token_id", None)
+    field = next((name for name in IMAGE_TOKEN_FIELDS if getattr(model.config, name, None) is not None), None)
+    if processor_id is None or field is None:
+        return
+    model_id = getattr(model.config, field)
+    if processor_id != model_id:
+        token = getattr(processor, "image_token", "its image token")
+        raise ModelError(
+            f"the processor's image token {token} has id {processor_id} but the model expects image features at id "
+            f"{model_id} (config.{field}); load the processor saved with this model"
+        )

@@ -49,7 +49,7 @@ from automodel.distributed import (
     setup_parallelism,
     unwrap_model,
 )
-from automodel.models import load_processor, training_flops_per_token
+from automodel.models import check_processor_matches, load_processor, training_flops_per_token
 from automodel.recipes.vlm.freezing import FREEZE_KEYS, freeze_modules
 from automodel.training import (
     FinetuneLoop,
@@ -147,6 +147,8 @@ class FinetuneRecipeForVLM(FinetuneLoop):
         self.seed = set_seed(int(cfg.get("seed", 42)))
         self.processor = build_processor(cfg)
         self.model = build_section(cfg, "model").to(self.device)
+        with errors_named_by(cfg, "processor" if "processor" in cfg else "model"):
+            check_processor_matches(self.model, self.processor)
         frozen = freeze_modules(self.model, plain_section(cfg, "freeze_config", FREEZE_KEYS), cfg)
         self.model = self.parallel.parallelize(self.model)
         with errors_named_by(cfg, "compile"):
