@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 
 
-def test_there_are_examples_for_finetuning_and_pretraining():
+def test_there_are_examples_for_finetuning_pretraining_and_vlms():
     names = {p.name for p in EXAMPLES}
     assert {"tiny_sft.yaml", "tiny_pretrain.yaml", "llama3_2_1b_squad.yaml", "qwen2_5_0_5b_chat_sft.yaml"} <= names
+    assert {"tiny_vlm.yaml", "qwen2_5_vl_3b_cord_v2.yaml", "gemma3_4b_cord_v2.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
-from vlm_recipe_helpers import TINY_VLM, read_jsonl, run, vlm_config
+from vlm_recipe_helpers import ROOT, TINY_VLM, read_jsonl, run, vlm_config
 
-from automodel.config import ConfigError
-from automodel.recipes.vlm.finetune import FinetuneRecipeForVLM
+from automodel.checkpoint import CHECKPOINT_KEYS
+from automodel.config import ConfigError, check_sections, find_problems, load_config, plain_section
+from automodel.recipes.vlm.finetune import REQUIRED, SECTIONS, VALIDATION_KEYS, FinetuneRecipeForVLM
+from automodel.recipes.vlm.freezing import FREEZE_KEYS
 from automodel.training import image_text_exact_match
 
 
@@ -70,6 +72,7 @@ def test_a_frozen_vision_tower_keeps_its_weights(tmp_path):
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
 
 
+EXAMPLES = ROOT / "examples" / "vlm_finetune"
 MODEL = {
     "_target_": "automodel.models.AutoModelForImageTextToText.from_pretrained",
     "pretrained_model_name_or_path": str(TINY_VLM),
@@ -95,3 +98,13 @@ MODEL = {
 def test_bad_sections_are_named(tmp_path, sections, message):
     with pytest.raises(ConfigError, match=message):
         FinetuneRecipeForVLM(vlm_config(tmp_path, **sections)).setup()
+
+
+@pytest.mark.parametrize("name", ["tiny_vlm.yaml", "qwen2_5_vl_3b_cord_v2.yaml", "gemma3_4b_cord_v2.yaml"])
+def test_the_shipped_configs_hold_only_sections_and_keys_the_recipe_knows(name):
+    cfg = load_config(EXAMPLES / name)
+    check_sections(cfg, SECTIONS, REQUIRED, "finetune (vlm)", "examples/vlm_finetune")
+    plain_section(cfg, "freeze_config", FREEZE_KEYS)
+    plain_section(cfg, "checkpoint", CHECKPOINT_KEYS)
+    plain_section(cfg, "validation", VALIDATION_KEYS)
+    assert find_problems(cfg) == []
