@@ -17,7 +17,13 @@ EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 def test_there_are_examples_for_finetuning_pretraining_and_vlms():
     names = {p.name for p in EXAMPLES}
     assert {"tiny_sft.yaml", "tiny_pretrain.yaml", "llama3_2_1b_squad.yaml", "qwen2_5_0_5b_chat_sft.yaml"} <= names
-    assert {"tiny_vlm.yaml", "qwen2_5_vl_3b_cord_v2.yaml", "gemma3_4b_cord_v2.yaml"} <= names
+    assert {
+        "tiny_vlm.yaml",
+        "tiny_vlm_lora.yaml",
+        "qwen2_5_vl_3b_cord_v2.yaml",
+        "qwen2_5_vl_3b_cord_v2_lora.yaml",
+    } <= names
+    assert "gemma3_4b_cord_v2.yaml" in names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -100,7 +100,16 @@ def test_bad_sections_are_named(tmp_path, sections, message):
         FinetuneRecipeForVLM(vlm_config(tmp_path, **sections)).setup()
 
 
-@pytest.mark.parametrize("name", ["tiny_vlm.yaml", "qwen2_5_vl_3b_cord_v2.yaml", "gemma3_4b_cord_v2.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tiny_vlm.yaml",
+        "tiny_vlm_lora.yaml",
+        "qwen2_5_vl_3b_cord_v2.yaml",
+        "qwen2_5_vl_3b_cord_v2_lora.yaml",
+        "gemma3_4b_cord_v2.yaml",
+    ],
+)
 def test_the_shipped_configs_hold_only_sections_and_keys_the_recipe_knows(name):
     cfg = load_config(EXAMPLES / name)
     check_sections(cfg, SECTIONS, REQUIRED, "finetune (vlm)", "examples/vlm_finetune")
@@ -108,3 +117,29 @@ def test_the_shipped_configs_hold_only_sections_and_keys_the_recipe_knows(name):
     plain_section(cfg, "checkpoint", CHECKPOINT_KEYS)
     plain_section(cfg, "validation", VALIDATION_KEYS)
     assert find_problems(cfg) == []
+
+
+def test_a_peft_run_writes_an_adapter_peft_loads_with_equal_logits(tmp_path):
+    from peft import PeftModel
+
+    steps = {"global_batch_size": 16, "local_batch_size": 16, "max_steps": 3, "log_interval": 1}
+    lora = {"_target_": "automodel.peft.LoRAConfig", "dim": 4, "alpha": 8, "match_all_linear": True}
+    short = {"validation_dataset": None, "validation": None, "lr_scheduler": None}
+    cfg = vlm_config(tmp_path, step_scheduler=steps, peft=lora, **short)
+    recipe = run(cfg)
+    adapted = sorted(name for name, module in recipe.hf_model.named_modules() if hasattr(module, "lora_A"))
+    assert adapted and all(".language_model." in name for name in adapted)  # vision tower and projector left out
+    model_dir = tmp_path / "step_000003" / "model"
+    assert {"adapter_config.json", "adapter_model.safetensors", "processor_config.json"} <= {
+        p.name for p in model_dir.iterdir()
+    }
+    base = AutoModelForImageTextToText.from_pretrained(TINY_VLM)
+    loaded = PeftModel.from_pretrained(base, model_dir).eval()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    conversation = recipe.dataset[0]["messages"]
+    image = conversation[0]["content"][0]["image"]
+    text = processor.apply_chat_template([conversation], tokenize=False)
+    inputs = processor(text=text, images=[image], return_tensors="pt", add_special_tokens=False)
+    recipe.hf_model.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(**inputs).logits, recipe.hf_model(**inputs).logits, atol=1e-5)

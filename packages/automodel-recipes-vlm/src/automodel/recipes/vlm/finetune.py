@@ -50,6 +50,8 @@ from automodel.distributed import (
     unwrap_model,
 )
 from automodel.models import check_processor_matches, load_processor, training_flops_per_token
+from automodel.peft import adapter_state_dict
+from automodel.recipes.vlm.adapters import add_adapters, build_peft, save_base_model, write_adapter
 from automodel.recipes.vlm.freezing import FREEZE_KEYS, freeze_modules
 from automodel.training import (
     FinetuneLoop,
@@ -76,6 +78,7 @@ SECTIONS = {
     "validation_dataset",
     "dataloader",
     "freeze_config",
+    "peft",
     "compile",
     "loss_fn",
     "optimizer",
@@ -150,6 +153,8 @@ class FinetuneRecipeForVLM(FinetuneLoop):
         with errors_named_by(cfg, "processor" if "processor" in cfg else "model"):
             check_processor_matches(self.model, self.processor)
         frozen = freeze_modules(self.model, plain_section(cfg, "freeze_config", FREEZE_KEYS), cfg)
+        self.checkpoint = CheckpointSettings.from_options(plain_section(cfg, "checkpoint", CHECKPOINT_KEYS))
+        peft_summary = self._add_adapters()
         self.model = self.parallel.parallelize(self.model)
         with errors_named_by(cfg, "compile"):
             section = cfg.get("compile")
@@ -157,7 +162,6 @@ class FinetuneRecipeForVLM(FinetuneLoop):
                 unwrap_model(self.model),
                 parse_compile_config(section.to_container() if isinstance(section, ConfigNode) else section),
             )
-        self.checkpoint = CheckpointSettings.from_options(plain_section(cfg, "checkpoint", CHECKPOINT_KEYS))
         self._setup_data()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = self.parallel.prepare_optimizer(build_section(cfg, "optimizer", params=params))
@@ -180,6 +184,8 @@ class FinetuneRecipeForVLM(FinetuneLoop):
         )
         if frozen:
             self.progress.message(f"frozen: {', '.join(frozen)}")
+        if peft_summary is not None:
+            self.progress.message(peft_summary)
         if self.parallel.env.world_size > 1:
             self.progress.message(self.parallel.describe())
         if compiled:
@@ -188,6 +194,22 @@ class FinetuneRecipeForVLM(FinetuneLoop):
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
         self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+
+    def _add_adapters(self) -> str | None:
+        """Add the ``peft:`` section's LoRA adapters (the base model is saved once when it has no path).
+
+        Returns the summary line, or None without ``peft:``.
+        """
+        self.peft = build_peft(self.cfg)
+        self.base_model_path = self.cfg.model.get("pretrained_model_name_or_path")
+        if self.peft is None:
+            return None
+        if self.base_model_path is None and self.checkpoint.enabled:
+            base = self.checkpoint.dir / "base_model"
+            if self.parallel.is_rank0:
+                save_base_model(self.model, self.processor, base)
+            self.base_model_path = str(base)
+        return add_adapters(self.model, self.peft, self.cfg)
 
     def _build_parallelism(self) -> Parallelism:
         section = self.cfg.get("distributed")
@@ -296,14 +318,35 @@ class FinetuneRecipeForVLM(FinetuneLoop):
     def _extra_files(self) -> dict[str, str]:
         return {"config.yaml": self.cfg.to_yaml(resolve=True, redact=True)}
 
+    def _before_save(self) -> None:
+        """Gather the LoRA adapter from the shards (every rank takes part) before a PEFT checkpoint."""
+        self._adapter_state = adapter_state_dict(self.hf_model) if self.peft is not None else None
+
+    def _saves_model_weights(self) -> bool:
+        """A PEFT run's ``model/`` holds the adapter, not the full weights."""
+        return self.peft is None
+
     def _write_model_files(self, model_dir: Path) -> None:
-        """Write config.json, generation_config.json and the processor files beside the weights."""
-        write_model_metadata(self.hf_model, self.processor, model_dir)
+        """Write config.json, generation_config.json and the processor files beside the weights, or the
+        adapter (HF PEFT format) and the processor files for a PEFT run."""
+        if self.peft is None:
+            write_model_metadata(self.hf_model, self.processor, model_dir)
+            return
+        write_adapter(self.hf_model, model_dir, self.base_model_path, self._adapter_state)
+        self.processor.save_pretrained(model_dir)
 
     def _farewell(self, last_step: Path | None) -> None:
         if last_step is None:
             return
         model_dir = str(last_step / "model")
+        if self.peft is not None:
+            how = (
+                "  from peft import PeftModel\n  from transformers import AutoModelForImageTextToText\n"
+                f"  base = AutoModelForImageTextToText.from_pretrained({str(self.base_model_path)!r})\n"
+                f"  model = PeftModel.from_pretrained(base, {model_dir!r})"
+            )
+            self.progress.message(f"adapter saved to {model_dir}\nload it with peft:\n{how}")
+            return
         how = (
             "  from transformers import AutoModelForImageTextToText, AutoProcessor\n"
             f"  model = AutoModelForImageTextToText.from_pretrained({model_dir!r})\n"

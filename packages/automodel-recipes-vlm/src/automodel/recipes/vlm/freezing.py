@@ -17,7 +17,8 @@ PART_NAMES = {
 }
 
 
-def _find_part(model: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module | None:
+def find_part(model: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module | None:
+    """The first of ``names`` that is a module on ``model`` or on its inner ``model.model``, or None."""
     for holder in (model, getattr(model, "model", None)):
         for name in names:
             part = getattr(holder, name, None) if holder is not None else None
@@ -51,7 +52,7 @@ def freeze_modules(model: torch.nn.Module, options: Mapping[str, bool], cfg: Con
         if key == "freeze_embeddings":
             parts = [model.get_input_embeddings()]
         else:
-            part = _find_part(model, PART_NAMES[key])
+            part = find_part(model, PART_NAMES[key])
             if part is None:
                 names = " or ".join(f"`{n}`" for n in PART_NAMES[key])
                 raise config_error(
