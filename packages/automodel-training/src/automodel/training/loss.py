@@ -38,6 +38,15 @@ def _denominator(labels: torch.Tensor, num_label_tokens: int | torch.Tensor | No
     return torch.clamp(torch.as_tensor(num_label_tokens, device=labels.device), min=1)
 
 
+def _label_rows(
+    hidden_states: torch.Tensor, labels: torch.Tensor, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hidden-state rows ``[N, H]`` of the label positions and their targets ``[N]``."""
+    flat_labels = labels.reshape(-1)
+    keep = flat_labels != ignore_index
+    return hidden_states.reshape(-1, hidden_states.shape[-1])[keep], flat_labels[keep]
+
+
 class MaskedCrossEntropy:
     """Cross-entropy from full logits, in fp32, over positions whose label is not ``ignore_index``.
 
@@ -88,11 +97,9 @@ class ChunkedCrossEntropy:
         num_label_tokens: int | torch.Tensor | None = None,
         bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        flat_labels = labels.reshape(-1)
-        keep = flat_labels != self.ignore_index
-        hidden = hidden_states.reshape(-1, hidden_states.shape[-1])[keep]
+        hidden, targets = _label_rows(hidden_states, labels, self.ignore_index)
         denominator = _denominator(labels, num_label_tokens, self.ignore_index)
-        return linear_cross_entropy(hidden, weight, flat_labels[keep], denominator, bias, self.chunk_size)
+        return linear_cross_entropy(hidden, weight, targets, denominator, bias, self.chunk_size)
 
 
 class CutCrossEntropy:
@@ -128,14 +135,12 @@ class CutCrossEntropy:
 
         if bias is not None:
             raise TrainingError("CutCrossEntropy does not support an LM head with a bias; use ChunkedCrossEntropy")
-        flat_labels = labels.reshape(-1)
-        keep = flat_labels != self.ignore_index
-        hidden = hidden_states.reshape(-1, hidden_states.shape[-1])[keep]
+        hidden, targets = _label_rows(hidden_states, labels, self.ignore_index)
         denominator = _denominator(labels, num_label_tokens, self.ignore_index)
         if hidden.shape[0] == 0:
             return hidden.sum(dtype=torch.float32)
         total = cce_linear_cross_entropy(
-            hidden, weight.to(hidden.dtype), flat_labels[keep], reduction="sum", filter_eps=self.filter_eps
+            hidden, weight.to(hidden.dtype), targets, reduction="sum", filter_eps=self.filter_eps
         )
         return total.float() / denominator
 
