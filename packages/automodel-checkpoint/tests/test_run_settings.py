@@ -1,8 +1,7 @@
-"""A run's checkpoint settings, where it resumes from, and the metric history a resume rewinds."""
+"""A run's checkpoint settings, the signals that save it, and where it resumes from."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from automodel.checkpoint import (
     CheckpointSettings,
     build_checkpointer,
     restore_step,
-    truncate_history,
 )
 
 
@@ -22,6 +20,8 @@ def test_settings_from_options_default_the_directory_and_list_the_signals(tmp_pa
     settings = CheckpointSettings.from_options({"keep_last_n": 2})
     assert (settings.dir, settings.keep_last_n, settings.signals) == (Path("checkpoints"), 2, ("SIGTERM", "SIGUSR1"))
     assert CheckpointSettings.from_options({"dir": str(tmp_path), "save_on_signal": False}).signals == ()
+    with settings.signal_guard() as guard:
+        assert guard.requested is False
     assert set(CHECKPOINT_KEYS) >= {"dir", "auto_resume", "save_on_signal"}
 
 
@@ -35,14 +35,6 @@ def test_restore_step_follows_the_path_then_auto_resume(tmp_path: Path) -> None:
     assert restore_step(None, checkpointer, CheckpointSettings.from_options({"dir": str(tmp_path)})) is None
     with pytest.raises(CheckpointError):
         restore_step(str(tmp_path / "step_000009"), checkpointer, settings)
-
-
-def test_truncate_history_keeps_the_steps_up_to_the_resumed_one(tmp_path: Path) -> None:
-    (tmp_path / "training.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)))
-    truncate_history(tmp_path, 2)
-    assert [json.loads(line)["step"] for line in (tmp_path / "training.jsonl").read_text().splitlines()] == [1, 2]
-    truncate_history(tmp_path, -1)
-    assert (tmp_path / "training.jsonl").read_text() == ""
 
 
 class WithUnusedWeight(torch.nn.Module):

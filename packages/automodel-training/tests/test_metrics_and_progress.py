@@ -14,6 +14,7 @@ from automodel.training import (
     measure_peak_tflops,
     model_flops_utilization,
     peak_memory_gib,
+    truncate_history,
 )
 
 
@@ -58,3 +59,11 @@ def test_progress_bar_shows_values_and_disabled_ranks_print_nothing():
     quiet = io.StringIO()
     ProgressReporter(total_steps=10, enabled=False, stream=quiet).update(1, {"loss": 1.0})
     assert quiet.getvalue() == ""
+
+
+def test_truncate_history_keeps_the_steps_up_to_the_resumed_one(tmp_path) -> None:
+    (tmp_path / "training.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)))
+    truncate_history(tmp_path, 2)
+    assert [json.loads(line)["step"] for line in (tmp_path / "training.jsonl").read_text().splitlines()] == [1, 2]
+    truncate_history(tmp_path, -1)
+    assert (tmp_path / "training.jsonl").read_text() == ""

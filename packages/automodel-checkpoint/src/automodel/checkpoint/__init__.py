@@ -6,11 +6,9 @@ from automodel.checkpoint.fingerprint import config_fingerprint
 from automodel.checkpoint.hf_weights import IncompatibleKeys, load_hf_weights, load_hf_weights_into, save_hf_weights
 from automodel.checkpoint.run_settings import (
     CHECKPOINT_KEYS,
-    METRIC_FILES,
     CheckpointSettings,
     build_checkpointer,
     restore_step,
-    truncate_history,
     write_model_metadata,
 )
 from automodel.checkpoint.signals import SaveOnSignal
@@ -19,7 +17,6 @@ __version__ = "0.3.0"
 
 __all__ = [
     "CHECKPOINT_KEYS",
-    "METRIC_FILES",
     "CheckpointError",
     "CheckpointSettings",
     "Checkpointer",
@@ -31,6 +28,5 @@ __all__ = [
     "load_hf_weights_into",
     "restore_step",
     "save_hf_weights",
-    "truncate_history",
     "write_model_metadata",
 ]

@@ -1,16 +1,15 @@
-"""A training run's checkpoint settings, where it resumes from, and its metric history on resume."""
+"""A training run's checkpoint settings, the signals that save it, and where it resumes from."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from automodel.checkpoint.checkpointer import Checkpointer
+from automodel.checkpoint.signals import SaveOnSignal
 
-METRIC_FILES = ("training.jsonl", "validation.jsonl", "generations.jsonl")
 DEFAULT_SIGNALS = ("SIGTERM", "SIGUSR1")
 
 
@@ -53,6 +52,10 @@ class CheckpointSettings:
             return DEFAULT_SIGNALS
         return tuple(self.save_on_signal or ())
 
+    def signal_guard(self) -> SaveOnSignal:
+        """A ``SaveOnSignal`` for ``signals``, to enter around the training loop."""
+        return SaveOnSignal(self.signals)
+
 
 CHECKPOINT_KEYS = tuple(f.name for f in fields(CheckpointSettings))
 
@@ -91,15 +94,3 @@ def write_model_metadata(model: Any, processing: Any, out_dir: Path) -> None:
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(out_dir)
     processing.save_pretrained(out_dir)
-
-
-def truncate_history(run_dir: Path, last_step: int, files: tuple[str, ...] = METRIC_FILES) -> None:
-    """Drop the JSONL records of steps after ``last_step`` from the run's metric ``files`` (steps a
-    resumed run will redo); ``-1`` empties them, for a restart before the first checkpoint."""
-    for name in files:
-        path = run_dir / name
-        if not path.is_file():
-            continue
-        lines = path.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
-        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")

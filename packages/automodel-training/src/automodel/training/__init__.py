@@ -12,11 +12,13 @@ from automodel.training.loss import (
 )
 from automodel.training.lr_schedules import constant, warmup_cosine, warmup_linear, wsd
 from automodel.training.metrics import (
+    METRIC_FILES,
     JsonlWriter,
     MetricsSample,
     measure_peak_tflops,
     model_flops_utilization,
     peak_memory_gib,
+    truncate_history,
 )
 from automodel.training.progress import ProgressReporter
 from automodel.training.recipe import (
@@ -42,6 +44,7 @@ __version__ = "0.3.0"
 
 __all__ = [
     "IGNORE_INDEX",
+    "METRIC_FILES",
     "BaseRecipe",
     "ChunkedCrossEntropy",
     "CutCrossEntropy",
@@ -72,6 +75,7 @@ __all__ = [
     "show_component_logs",
     "to_device",
     "train_step",
+    "truncate_history",
     "validation_loss",
     "warmup_cosine",
     "warmup_linear",

@@ -8,7 +8,8 @@ everything else through the objects it is given, by protocol:
 - ``self.parallel``: ``device``, ``env.world_size``, ``is_rank0``, ``dp_size``,
   ``sum_over_data_parallel()``, ``micro_batch_hook()``, ``reshard(model)``, ``any_rank(flag)``;
 - ``self.checkpointer``: ``save``, ``load``, ``saved_world_size``, ``close``;
-- ``self.checkpoint``: settings with ``dir``, ``enabled``, ``signals``, ``save_final``, ``auto_resume``;
+- ``self.checkpoint``: settings with ``dir``, ``enabled``, ``signals``, ``save_final``, ``auto_resume`` and
+  ``signal_guard()``;
 - ``self.model``, ``self.optimizer``, ``self.lr_scheduler``, ``self.loss_fn``, ``self.max_grad_norm``,
   ``self.step_scheduler``, ``self.dataloader``, ``self.val_dataloader``, ``self.progress``,
   ``self.training_log``, ``self.validation_log``, ``self.peak_tflops``.
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 
-from automodel.training.metrics import MetricsSample, model_flops_utilization, peak_memory_gib
+from automodel.training.metrics import MetricsSample, model_flops_utilization, peak_memory_gib, truncate_history
 from automodel.training.recipe import BaseRecipe
 from automodel.training.step import train_step
 from automodel.training.validation import validation_loss
@@ -226,8 +227,9 @@ class FinetuneLoop(BaseRecipe):
         """Called at the end with the last step written (None when none was): say how to load it."""
 
     def _signal_guard(self) -> contextlib.AbstractContextManager:
-        """A context whose value has ``requested`` (a signal arrived) and ``signal`` (its name)."""
-        raise NotImplementedError
+        """A context whose value has ``requested`` (a signal arrived) and ``signal`` (its name):
+        the checkpoint settings' ``signal_guard()``."""
+        return self.checkpoint.signal_guard()
 
     def _flops_per_token(self, seq_length: int) -> float:
         """Training FLOPs per token at ``seq_length`` tokens per row, for MFU."""
@@ -254,5 +256,5 @@ class FinetuneLoop(BaseRecipe):
         raise NotImplementedError
 
     def _rewind_history(self, last_step: int) -> None:
-        """Drop the metric records after ``last_step`` (-1: all of them)."""
-        raise NotImplementedError
+        """Drop the metric records after ``last_step`` (-1: all of them) from ``checkpoint.dir``."""
+        truncate_history(self.checkpoint.dir, last_step)

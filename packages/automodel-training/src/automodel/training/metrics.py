@@ -103,3 +103,18 @@ def model_flops_utilization(
     if not flops_per_token or not peak_tflops or not math.isfinite(tokens_per_second):
         return None
     return tokens_per_second * flops_per_token / (peak_tflops * 1e12)
+
+
+METRIC_FILES = ("training.jsonl", "validation.jsonl", "generations.jsonl")
+
+
+def truncate_history(run_dir: Path, last_step: int, files: tuple[str, ...] = METRIC_FILES) -> None:
+    """Drop the JSONL records of steps after ``last_step`` from the run's metric ``files`` (steps a
+    resumed run will redo); ``-1`` empties them, for a restart before the first checkpoint."""
+    for name in files:
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
+        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")

@@ -17,10 +17,8 @@ from typing import Any
 import torch
 
 from automodel.checkpoint import (
-    SaveOnSignal,
     build_checkpointer,
     config_fingerprint,
-    truncate_history,
     write_model_metadata,
 )
 from automodel.config import (
@@ -403,14 +401,6 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
         """Move the dataloader to the step scheduler's epoch and sample (a resume under another layout)."""
         with errors_named_by(self.cfg, "distributed"):
             fast_forward(self.dataloader, self.step_scheduler.epoch, self.step_scheduler.samples_into_epoch)
-
-    def _rewind_history(self, last_step: int) -> None:
-        """Drop the JSONL records after ``last_step`` in the run directory."""
-        truncate_history(self.checkpoint.dir, last_step)
-
-    def _signal_guard(self) -> SaveOnSignal:
-        """Catch ``checkpoint.save_on_signal``'s signals for the length of the loop."""
-        return SaveOnSignal(self.checkpoint.signals)
 
     def _flops_per_token(self, seq_length: int) -> float:
         """The analytic training FLOPs per token of the model at ``seq_length``."""

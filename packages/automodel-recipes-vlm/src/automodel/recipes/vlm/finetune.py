@@ -21,11 +21,9 @@ import torch
 from automodel.checkpoint import (
     CHECKPOINT_KEYS,
     CheckpointSettings,
-    SaveOnSignal,
     build_checkpointer,
     config_fingerprint,
     restore_step,
-    truncate_history,
     write_model_metadata,
 )
 from automodel.config import (
@@ -281,12 +279,6 @@ class FinetuneRecipeForVLM(FinetuneLoop):
     def _fast_forward(self) -> None:
         with errors_named_by(self.cfg, "distributed"):
             fast_forward(self.dataloader, self.step_scheduler.epoch, self.step_scheduler.samples_into_epoch)
-
-    def _rewind_history(self, last_step: int) -> None:
-        truncate_history(self.checkpoint.dir, last_step)
-
-    def _signal_guard(self) -> SaveOnSignal:
-        return SaveOnSignal(self.checkpoint.signals)
 
     def _flops_per_token(self, seq_length: int) -> float:
         """The language model's training FLOPs per token (the vision tower is not counted)."""
