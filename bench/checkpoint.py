@@ -29,7 +29,6 @@ the row's time over ours (stall rows: over async).
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import multiprocessing
 import os
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _measure import status_mib, write_csv
 
 RESULTS = Path(__file__).parent / "results" / "checkpoint.csv"
 VOCAB = 32000
@@ -84,10 +84,7 @@ def llama_config(params: int) -> dict[str, Any]:
 
 def rss_gib(field: str) -> float:
     """A memory field of /proc/self/status (VmRSS, VmHWM) in GiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 2**20
-    raise RuntimeError(f"{field} is not in /proc/self/status")
+    return status_mib(field) / 1024
 
 
 def start_peak() -> float:
@@ -269,12 +266,7 @@ def main() -> None:
     print(_line(header, widths))
     for row in rows:
         print(_line([str(row[k]) for k in keys], widths))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {RESULTS}")
+    write_csv(RESULTS, rows)
 
 
 if __name__ == "__main__":

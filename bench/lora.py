@@ -15,7 +15,6 @@ Memory is the peak above what the process held before the first step: resident m
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import statistics
 import time
@@ -23,6 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from _measure import peak_mib, reset_peak, write_csv
 
 RESULTS = Path(__file__).parent / "results" / "lora.csv"
 MODEL = {
@@ -73,14 +73,6 @@ def build_model(library: str, variant: str, device: str) -> torch.nn.Module:
     return apply_lora(model, adapter)
 
 
-def rss_mib(field: str) -> float:
-    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} is not in /proc/self/status")
-
-
 class Trainer:
     """One library's model, optimizer and batch: ``step()`` runs forward + backward + AdamW and returns the loss."""
 
@@ -106,20 +98,13 @@ class Trainer:
 def measure_memory(library: str, variant: str, device: str) -> dict:
     """In a fresh process: the peak memory of two training steps above the loaded model, and what was trained."""
     trainer = Trainer(library, variant, device)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start_mib = torch.cuda.memory_allocated() / 2**20
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
-        start_mib = rss_mib("VmRSS")
+    start_mib = reset_peak(torch.device(device))
     first_loss = trainer.step()
     trainer.step()
-    peak_mib = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else rss_mib("VmHWM")
     return {
         "params": sum(p.numel() for p in trainer.model.parameters()),
         "trainable": sum(p.numel() for p in trainer.trainable),
-        "peak_mib": peak_mib - start_mib,
+        "peak_mib": peak_mib(torch.device(device)) - start_mib,
         "first_loss": first_loss,
     }
 
@@ -187,12 +172,7 @@ def main() -> None:
     print("  ".join(title.rjust(width) for (title, _), width in zip(COLUMNS, widths, strict=True)))
     for row in rows:
         print("  ".join(str(row[key]).rjust(width) for (_, key), width in zip(COLUMNS, widths, strict=True)))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {RESULTS}")
+    write_csv(RESULTS, rows)
 
 
 if __name__ == "__main__":

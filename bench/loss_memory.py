@@ -18,39 +18,16 @@ reset through /proc/self/clear_refs) on the CPU, torch.cuda.max_memory_allocated
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _measure import peak_mib, reset_peak, write_csv
 
 RESULTS = Path(__file__).parent / "results" / "loss_memory.csv"
 VARIANTS = ("naive", "chunked-4096", "chunked-1024", "chunked-256")
-
-
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device) / 2**20
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status_mib("VmRSS")
-
-
-def _peak(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return _status_mib("VmHWM")
 
 
 def _loss(variant: str, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -72,14 +49,19 @@ def measure(variant: str, tokens: int, hidden_size: int, vocab: int, dtype: str,
     labels = torch.randint(0, vocab, (tokens,), device=where)
     _loss(variant, hidden, weight, labels).backward()
     hidden.grad = weight.grad = None
-    baseline = _reset_peak(where)
+    baseline = reset_peak(where)
     started = time.perf_counter()
     loss = _loss(variant, hidden, weight, labels)
     loss.backward()
     if where.type == "cuda":
         torch.cuda.synchronize(where)
     seconds = time.perf_counter() - started
-    return {"variant": variant, "loss": float(loss.detach()), "seconds": seconds, "peak_mib": _peak(where) - baseline}
+    return {
+        "variant": variant,
+        "loss": float(loss.detach()),
+        "seconds": seconds,
+        "peak_mib": peak_mib(where) - baseline,
+    }
 
 
 def main() -> None:
@@ -109,12 +91,7 @@ def main() -> None:
             f"{row['variant']:<14}{row['loss']:>10.4f}{row['seconds']:>10.2f}{row['peak_mib']:>11.0f}"
             f"{row['memory_ratio']:>14.2f}{row['time_ratio']:>12.2f}"
         )
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {RESULTS}")
+    write_csv(RESULTS, rows)
 
 
 if __name__ == "__main__":

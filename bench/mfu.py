@@ -24,13 +24,13 @@ Prints one table and writes bench/results/mfu.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _measure import write_csv
 from sft_vs_hf_trainer import BATCH, MODEL, _dataset, automodel_config, run_trainer, write_data
 
 RESULTS = Path(__file__).parent / "results" / "mfu.csv"
@@ -160,12 +160,7 @@ def main() -> None:
     print(f"{'run':<40}{'useful tok/s':>14}{'TFLOP/s':>10}{'MFU':>8}")
     for row in rows:
         print(f"{row['run']:<40}{row['tokens_per_s']:>14.0f}{row['tflops_per_s']:>10.4f}{100 * row['mfu']:>7.1f}%")
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {RESULTS}")
+    write_csv(RESULTS, rows)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ CUDA; the table shows the largest over the ranks.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _measure import peak_mib, reset_peak, write_csv
 
 from automodel.distributed.config import parse_distributed_config, resolve_sizes
 from automodel.distributed.mesh import build_device_mesh, data_parallel_coordinates
@@ -43,29 +43,6 @@ MODEL = {
 }
 GLOBAL_BATCH, SEQ_LEN, WARMUP = 8, 128, 2
 LAYOUTS = (("1 process", 1, None), ("2 x ddp", 2, "ddp"), ("2 x fsdp2", 2, "fsdp2"))
-
-
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak(device: torch.device) -> float:
-    """Start a new peak-memory measurement; return the memory held now in MiB."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device) / 2**20
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status_mib("VmRSS")
-
-
-def peak_mib(device: torch.device) -> float:
-    """This process's peak memory in MiB since ``reset_peak`` (VmHWM on the CPU, max allocated on CUDA)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return _status_mib("VmHWM")
 
 
 def train_layout(strategy: str | None, steps: int) -> dict:
@@ -134,12 +111,7 @@ def main() -> None:
             f"{row['layout']:<12}{row['step_s']:>9.3f}{row['tokens_per_s']:>11.0f}{row['speedup']:>9.2f}"
             f"{row['peak_mib']:>21.0f}{row['memory_ratio']:>14.2f}"
         )
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {RESULTS}")
+    write_csv(RESULTS, rows)
 
 
 if __name__ == "__main__":

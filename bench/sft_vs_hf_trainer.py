@@ -22,7 +22,6 @@ and writes bench/results/sft_vs_hf_trainer.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import multiprocessing
 import random
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from _measure import status_mib, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "sft_vs_hf_trainer.csv"
@@ -87,13 +87,6 @@ def _dataset(folder: Path, split: str):
     )
 
 
-def _peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def automodel_config(folder: Path, fastest: bool, pack: int) -> dict:
     """The train_ft config of the default (padded batches of 8) or fastest (packed rows, chunked loss) run."""
     out = folder / ("automodel_fastest" if fastest else "automodel_default")
@@ -137,7 +130,7 @@ def run_automodel(folder: str, fastest: bool, pack: int) -> dict:
     recipe.run_train_validation_loop()
     seconds = time.perf_counter() - started
     recipe.hf_model.save_pretrained(out / "model")  # outside the timed part, as Trainer.save_model below
-    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "model": str(out / "model")}
+    return {"seconds": seconds, "peak_rss_mib": status_mib("VmHWM"), "model": str(out / "model")}
 
 
 def _hf_rows(folder: Path, split: str) -> list[dict]:
@@ -185,7 +178,7 @@ def run_trainer(folder: str, batch: int = BATCH) -> dict:
     trainer.train()
     seconds = time.perf_counter() - started
     trainer.save_model(str(out / "model"))
-    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "model": str(out / "model")}
+    return {"seconds": seconds, "peak_rss_mib": status_mib("VmHWM"), "model": str(out / "model")}
 
 
 def run_trl(folder: str, pack: int) -> dict:
@@ -214,7 +207,7 @@ def run_trl(folder: str, pack: int) -> dict:
     trainer.train()
     seconds = time.perf_counter() - started
     trainer.save_model(str(out / "model"))
-    return {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "model": str(out / "model")}
+    return {"seconds": seconds, "peak_rss_mib": status_mib("VmHWM"), "model": str(out / "model")}
 
 
 @torch.no_grad()
@@ -286,12 +279,7 @@ def main() -> None:
             f"{row['peak_rss_mib']:>14.0f}{row['memory_ratio']:>10.2f}{row['held_out_loss']:>15.4f}"
             f"{row['loss_ratio']:>10.3f}"
         )
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {RESULTS}")
+    write_csv(RESULTS, rows)
 
 
 if __name__ == "__main__":
