@@ -8,9 +8,10 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from vlm_recipe_helpers import ROOT, TINY_VLM, read_jsonl, run, vlm_config
 
 from automodel.checkpoint import CHECKPOINT_KEYS
-from automodel.config import ConfigError, check_sections, find_problems, load_config, plain_section
-from automodel.recipes.vlm.finetune import REQUIRED, SECTIONS, VALIDATION_KEYS, FinetuneRecipeForVLM
+from automodel.config import ConfigError, check_config, find_problems, load_config, plain_section
+from automodel.recipes.vlm.finetune import VALIDATION_KEYS, FinetuneRecipeForVLM
 from automodel.recipes.vlm.freezing import FREEZE_KEYS
+from automodel.recipes.vlm.schema import FINETUNE, FINETUNE_REQUIRED
 from automodel.training import image_text_exact_match
 
 
@@ -112,7 +113,7 @@ def test_bad_sections_are_named(tmp_path, sections, message):
 )
 def test_the_shipped_configs_hold_only_sections_and_keys_the_recipe_knows(name):
     cfg = load_config(EXAMPLES / name)
-    check_sections(cfg, SECTIONS, REQUIRED, "finetune (vlm)", "examples/vlm_finetune")
+    check_config(cfg, FINETUNE, FINETUNE_REQUIRED, "finetune (vlm)", "examples/vlm_finetune")
     plain_section(cfg, "freeze_config", FREEZE_KEYS)
     plain_section(cfg, "checkpoint", CHECKPOINT_KEYS)
     plain_section(cfg, "validation", VALIDATION_KEYS)

@@ -34,10 +34,23 @@ def build_section(cfg: ConfigNode, section: str, **runtime: Any) -> Any:
 
     Returns:
         What the target returned. A user error raised by the component is re-raised as a
-        ConfigError naming ``section``.
+        ConfigError naming ``section``, and so is a TypeError or ValueError raised while
+        building it (``torch.optim.AdamW`` refusing ``lr: -1`` or a string): the section's
+        values are what the user wrote.
     """
     with errors_named_by(cfg, section):
-        return cfg[section].instantiate(**runtime)
+        try:
+            return cfg[section].instantiate(**runtime)
+        except (TypeError, ValueError) as exc:
+            if getattr(exc, "user_error", False):
+                raise
+            target = cfg[section].get("_target_")
+            raise config_error(
+                cfg,
+                f"{target} refused the section's values ({type(exc).__name__}: {exc})",
+                section,
+                "check the values of this section's keys against what the target takes",
+            ) from None
 
 
 def check_sections(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from automodel.training.errors import TrainingError
 
@@ -54,7 +54,20 @@ class StepScheduler:
 
     Iterating yields, for every optimizer step, the list of its micro-batches. An epoch
     whose remaining micro-batches cannot fill a whole step drops them.
+
+    ``MINIMUMS`` holds the least value of each numeric argument, for config schemas.
     """
+
+    MINIMUMS: ClassVar[dict[str, int]] = {
+        "global_batch_size": 1,
+        "local_batch_size": 1,
+        "grad_accumulation_steps": 1,
+        "max_steps": 1,
+        "num_epochs": 1,
+        "val_check_interval": 0,
+        "checkpoint_interval": 0,
+        "log_interval": 1,
+    }
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from automodel.checkpoint import save_hf_weights, write_model_metadata
-from automodel.config import ConfigNode, config_error, errors_named_by
+from automodel.config import ConfigNode, build_section, config_error, errors_named_by
 from automodel.peft import (
     LoRAConfig,
     adapter_state_dict,
@@ -29,8 +29,7 @@ def build_peft(cfg: ConfigNode) -> LoRAConfig | None:
     section = cfg.get("peft")
     if section is None:
         return None
-    with errors_named_by(cfg, "peft"):
-        lora = section.instantiate()
+    lora = build_section(cfg, "peft")
     if not isinstance(lora, LoRAConfig):
         raise config_error(
             section,
@@ -54,7 +53,7 @@ def quantize_base(model: torch.nn.Module, cfg: ConfigNode) -> None:
     """Apply the ``quantization:`` section (``_target_: automodel.peft.QuantizationConfig``): 4-bit NF4
     base weights for QLoRA. Needs CUDA and bitsandbytes; otherwise a ConfigError naming the section."""
     with errors_named_by(cfg, "quantization"):
-        quantize_base_weights(model, cfg.quantization.instantiate())
+        quantize_base_weights(model, build_section(cfg, "quantization"))
 
 
 def gather_adapter(model: torch.nn.Module) -> dict[str, torch.Tensor]:

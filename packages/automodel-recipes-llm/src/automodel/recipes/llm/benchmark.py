@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from automodel.config import ConfigNode, check_sections, config_error, did_you_mean, errors_named_by
+from automodel.config import ConfigNode, build_section, check_config, config_error, did_you_mean, errors_named_by
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data.llm import MockDataset, default_collater
 from automodel.distributed import Parallelism, unwrap_model
@@ -38,6 +38,7 @@ from automodel.models import training_flops_per_token
 from automodel.peft import lora_modules
 from automodel.recipes.llm.adapters import add_adapters, build_peft
 from automodel.recipes.llm.checkpointing import build_checkpoint_config
+from automodel.recipes.llm.schema import BENCHMARK, BENCHMARK_REQUIRED
 from automodel.recipes.llm.train_ft import (
     build_loss_fn,
     build_lr_scheduler,
@@ -59,26 +60,6 @@ from automodel.training import (
     train_step,
 )
 
-SECTIONS = {
-    "recipe",
-    "target_allowlist",
-    "slurm",
-    "k8s",
-    "seed",
-    "model",
-    "dataset",
-    "loss_fn",
-    "compile",
-    "optimizer",
-    "lr_scheduler",
-    "step_scheduler",
-    "clip_grad_norm",
-    "checkpoint",
-    "peft",
-    "distributed",
-    "benchmark",
-}
-REQUIRED = ("model", "optimizer", "step_scheduler")
 BATCH_KEYS = ("global_batch_size", "local_batch_size", "grad_accumulation_steps")
 DEFAULT_DIR = Path("runs/benchmark")
 
@@ -183,8 +164,7 @@ def build_benchmark_dataset(cfg: ConfigNode, settings: BenchmarkSettings, vocab_
     """Build ``dataset:`` as written (it receives no tokenizer), or ``num_samples`` mock samples of
     ``settings.seq_length`` tokens below ``vocab_size``."""
     if "dataset" in cfg:
-        with errors_named_by(cfg, "dataset"):
-            return cfg.dataset.instantiate()
+        return build_section(cfg, "dataset")
     return MockDataset(vocab_size, settings.seq_length, num_samples, seed=int(cfg.get("seed", 42)))
 
 
@@ -232,7 +212,7 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
         """Check the config, then build model (with adapters, sharded), data, optimizer, LR schedule and loss,
         and find the peak TFLOP/s."""
         cfg = self.cfg
-        check_sections(cfg, SECTIONS, REQUIRED, "benchmark", "examples/llm_benchmark")
+        check_config(cfg, BENCHMARK, BENCHMARK_REQUIRED, "benchmark", "examples/llm_benchmark")
         self.settings = build_benchmark_settings(cfg)
         self.results_path = json_path(cfg, self.settings)
         self.parallel = parallel = build_parallelism(cfg)

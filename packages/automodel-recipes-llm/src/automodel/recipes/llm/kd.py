@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 
-from automodel.config import ConfigNode, check_sections, config_error, errors_named_by
+from automodel.config import ConfigNode, build_section, check_config, config_error
 from automodel.distributed import Parallelism, apply_fsdp2
 from automodel.models import ModelError, load_tokenizer
+from automodel.recipes.llm.schema import KD, KD_REQUIRED
 from automodel.recipes.llm.train_ft import (
-    REQUIRED,
-    SECTIONS,
     TrainFinetuneRecipeForNextTokenPrediction,
     build_model,
     run_recipe,
@@ -36,8 +35,6 @@ from automodel.recipes.llm.train_ft import (
 from automodel.training import KDLoss, main_reporting_user_errors, validation_loss
 from automodel.training.loss import MODEL_INPUTS
 
-KD_SECTIONS = SECTIONS | {"teacher_model", "kd_ratio", "kd_loss_fn"}
-KD_REQUIRED = (*REQUIRED, "teacher_model")
 SAME_TOKENIZER = "distillation compares the two models' next-token distributions id by id"
 
 
@@ -59,8 +56,7 @@ def build_kd_loss_fn(cfg: ConfigNode) -> Any:
     labels, num_label_tokens)``."""
     if "kd_loss_fn" not in cfg:
         return KDLoss(temperature=1.0)
-    with errors_named_by(cfg, "kd_loss_fn"):
-        return cfg.kd_loss_fn.instantiate()
+    return build_section(cfg, "kd_loss_fn")
 
 
 def _tokenizer_beside(source: str) -> Any:
@@ -211,7 +207,7 @@ class KnowledgeDistillationRecipeForNextTokenPrediction(TrainFinetuneRecipeForNe
     def setup(self) -> None:
         """Build what train_ft builds, plus the teacher and the distillation loss."""
         cfg = self.cfg
-        check_sections(cfg, KD_SECTIONS, KD_REQUIRED, "kd", "examples/llm_kd")
+        check_config(cfg, KD, KD_REQUIRED, "kd", "examples/llm_kd")
         kd_ratio = read_kd_ratio(cfg)
         kd_loss = build_kd_loss_fn(cfg)
         peft_summary = self._setup_model()

@@ -24,7 +24,7 @@ from automodel.checkpoint import (
 from automodel.config import (
     ConfigNode,
     build_section,
-    check_sections,
+    check_config,
     config_error,
     errors_named_by,
     load_config_from_argv,
@@ -53,6 +53,7 @@ from automodel.recipes.llm.adapters import (
     write_merged_model,
 )
 from automodel.recipes.llm.checkpointing import build_checkpoint_config, restore_from
+from automodel.recipes.llm.schema import TRAIN_FT, TRAIN_FT_REQUIRED
 from automodel.training import (
     BaseRecipe,
     FinetuneLoop,
@@ -66,34 +67,6 @@ from automodel.training import (
     set_seed,
 )
 from automodel.training import run_recipe as run_training_recipe
-
-SECTIONS = {
-    "recipe",
-    "target_allowlist",
-    "slurm",
-    "k8s",
-    "seed",
-    "model",
-    "tokenizer",
-    "dataset",
-    "validation_dataset",
-    "dataloader",
-    "packed_sequence",
-    "compile",
-    "loss_fn",
-    "optimizer",
-    "lr_scheduler",
-    "step_scheduler",
-    "clip_grad_norm",
-    "checkpoint",
-    "restore_from",
-    "peft",
-    "quantization",
-    "validation",
-    "logging",
-    "distributed",
-}
-REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
 
 
 def build_model(cfg: ConfigNode, device: torch.device, section: str = "model") -> torch.nn.Module:
@@ -253,7 +226,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
 
     def setup(self) -> None:
         """Build model, tokenizer, data, optimizer, schedules and writers from the config."""
-        check_sections(self.cfg, SECTIONS, REQUIRED, "train_ft", "examples/llm_finetune")
+        check_config(self.cfg, TRAIN_FT, TRAIN_FT_REQUIRED, "train_ft", "examples/llm_finetune")
         peft_summary = self._setup_model()
         self._setup_training(peft_summary)
 

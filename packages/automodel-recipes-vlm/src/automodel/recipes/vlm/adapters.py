@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from automodel.checkpoint import save_hf_weights, write_model_metadata
-from automodel.config import ConfigNode, config_error, errors_named_by
+from automodel.config import ConfigNode, build_section, config_error, errors_named_by
 from automodel.peft import LoRAConfig, apply_lora, lora_modules, save_adapter
 from automodel.recipes.vlm.freezing import PART_NAMES, find_part
 
@@ -19,8 +19,7 @@ def build_peft(cfg: ConfigNode) -> LoRAConfig | None:
     section = cfg.get("peft")
     if section is None:
         return None
-    with errors_named_by(cfg, "peft"):
-        lora = section.instantiate()
+    lora = build_section(cfg, "peft")
     if not isinstance(lora, LoRAConfig):
         raise config_error(section, f"builds a {type(lora).__name__}, not a LoRA config", "_target_")
     if lora.save_merged:

@@ -29,7 +29,7 @@ from automodel.checkpoint import (
 from automodel.config import (
     ConfigNode,
     build_section,
-    check_sections,
+    check_config,
     config_error,
     errors_named_by,
     load_config_from_argv,
@@ -51,6 +51,7 @@ from automodel.models import check_processor_matches, load_processor, training_f
 from automodel.peft import adapter_state_dict
 from automodel.recipes.vlm.adapters import add_adapters, build_peft, save_base_model, write_adapter
 from automodel.recipes.vlm.freezing import FREEZE_KEYS, freeze_modules
+from automodel.recipes.vlm.schema import FINETUNE, FINETUNE_REQUIRED
 from automodel.training import (
     FinetuneLoop,
     JsonlWriter,
@@ -64,32 +65,6 @@ from automodel.training import (
 )
 from automodel.training import run_recipe as run_training_recipe
 
-SECTIONS = {
-    "recipe",
-    "target_allowlist",
-    "slurm",
-    "k8s",
-    "seed",
-    "model",
-    "processor",
-    "dataset",
-    "validation_dataset",
-    "dataloader",
-    "freeze_config",
-    "peft",
-    "compile",
-    "loss_fn",
-    "optimizer",
-    "lr_scheduler",
-    "step_scheduler",
-    "clip_grad_norm",
-    "checkpoint",
-    "restore_from",
-    "validation",
-    "logging",
-    "distributed",
-}
-REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
 DATALOADER_KEYS = ("shuffle", "num_workers")
 VALIDATION_KEYS = ("batch_size", "generation")
 GENERATION_KEYS = ("enabled", "max_new_tokens", "num_samples", "batch_size")
@@ -142,7 +117,7 @@ class FinetuneRecipeForVLM(FinetuneLoop):
     def setup(self) -> None:
         """Build model, processor, data, optimizer, schedules and writers from the config; resume if asked."""
         cfg = self.cfg
-        check_sections(cfg, SECTIONS, REQUIRED, "finetune (vlm)", "examples/vlm_finetune")
+        check_config(cfg, FINETUNE, FINETUNE_REQUIRED, "finetune (vlm)", "examples/vlm_finetune")
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device
         self.seed = set_seed(int(cfg.get("seed", 42)))
