@@ -102,3 +102,18 @@ def test_a_saved_directory_without_the_split_is_a_data_error(tmp_path: Path) -> 
     datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS)}).save_to_disk(tmp_path / "dict")
     with pytest.raises(DataError, match=r"cannot select split 'test'.*train"):
         load_hf_dataset(tmp_path / "dict", split="test")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "rows"),
+    [
+        (".jsonl", b'{"text": "fine"}\n{"text": "fine too"}\n{"text": "caf\xe9 au lait"}\n'),
+        (".csv", b"text\nfine\nfine too\ncaf\xe9 au lait\n"),
+        (".txt", b"fine\nfine too\ncaf\xe9 au lait\n"),
+    ],
+)
+def test_a_row_that_is_not_utf8_is_named_by_file_and_line(tmp_path: Path, suffix: str, rows: bytes) -> None:
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes(rows)
+    with pytest.raises(DataError, match=rf"{path} line \d is not UTF-8 text; re-encode the file as UTF-8"):
+        load_hf_dataset(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,10 +107,19 @@ def _load_files(paths: list[Path], split: str, label: str, kwargs: dict[str, Any
             dataset=label,
             hint="ask for `train` or a slice of it such as `train[:90%]` or `train[90%:]`",
         )
+    builder = builders.pop()
+    if builder == "json":  # pyarrow reads bad UTF-8 in JSON without a word; rows then fail when used
+        _check_utf8(paths, label)
     try:
-        return datasets.load_dataset(builders.pop(), data_files=[str(p) for p in paths], split=split, **kwargs)
-    except DatasetGenerationError as error:
+        return datasets.load_dataset(builder, data_files=[str(p) for p in paths], split=split, **kwargs)
+    except (DatasetGenerationError, UnicodeDecodeError) as error:
         cause = error.__cause__ or error
+        if isinstance(cause, UnicodeDecodeError):
+            raise DataError(
+                f"{_undecodable_line(paths) or 'a row'} is not UTF-8 text",
+                dataset=label,
+                hint="re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or remove that row",
+            ) from None
         raise DataError(f"could not be read: {cause}", dataset=label, hint="check the file's format") from error
     except ValueError as error:  # e.g. a slice that selects no row, or an argument the builder does not take
         raise DataError(
@@ -117,6 +127,35 @@ def _load_files(paths: list[Path], split: str, label: str, kwargs: dict[str, Any
             dataset=label,
             hint="check the split (a slice must select rows) and the other arguments",
         ) from error
+
+
+def _check_utf8(paths: list[Path], label: str) -> None:
+    """Raise DataError naming the file and line when a file of ``paths`` is not UTF-8 (read in 16 MiB chunks)."""
+    for path in paths:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            with path.open("rb") as stream:
+                while chunk := stream.read(16 << 20):
+                    decoder.decode(chunk)
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{_undecodable_line([path]) or path} is not UTF-8 text",
+                dataset=label,
+                hint="re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or remove that row",
+            ) from None
+
+
+def _undecodable_line(paths: list[Path]) -> str | None:
+    """Return ``"<file> line N"`` for the first line of ``paths`` that is not UTF-8, or None when all decode."""
+    for path in paths:
+        with path.open("rb") as stream:
+            for number, line in enumerate(stream, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return f"{path} line {number}"
+    return None
 
 
 def _load_directory(path: Path, split: str, label: str, kwargs: dict[str, Any]) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PreTrainedModel
 
+from automodel.models.credentials import hub_kwargs
 from automodel.models.dtypes import resolve_torch_dtype
 from automodel.models.errors import ModelError
 from automodel.models.liger import apply_liger_kernel, liger_kernel_problem
@@ -57,7 +58,9 @@ class AutoModelForCausalLM:
             trust_remote_code: allow model code shipped with the checkpoint to run.
             use_liger_kernel: swap RMSNorm, RoPE and SwiGLU for Liger's Triton kernels
                 (``apply_liger_kernel``); CUDA and the liger-kernel package only.
-            **kwargs: passed to transformers as they are (``revision``, ``device_map``, ...).
+            **kwargs: passed to transformers as they are (``revision``, ``device_map``, ...); a hub token
+                (``token``, or ``hf_token``/``use_auth_token``) goes to the download only, and any other
+                credential-looking keyword is refused, since transformers would save it in config.json.
 
         Returns:
             The model, on the CPU unless ``device_map`` says otherwise, in eval mode as transformers leaves it.
@@ -139,7 +142,9 @@ class AutoModelForImageTextToText:
                 (not the checkpoint's dtype, unlike transformers' ``"auto"``).
             attn_implementation: ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``, ... as transformers takes it.
             trust_remote_code: allow model code shipped with the checkpoint to run.
-            **kwargs: passed to transformers as they are (``revision``, ``device_map``, ...).
+            **kwargs: passed to transformers as they are (``revision``, ``device_map``, ...); a hub token
+                (``token``, or ``hf_token``/``use_auth_token``) goes to the download only, and any other
+                credential-looking keyword is refused, since transformers would save it in config.json.
 
         Returns:
             The model, on the CPU unless ``device_map`` says otherwise, in eval mode as transformers leaves it.
@@ -205,6 +210,7 @@ def _from_pretrained(
 ) -> PreTrainedModel:
     """Load with the transformers auto class of ``task``; a checkpoint of another kind is a ModelError."""
     source = pretrained_source(name_or_path, needs_one_of=("config.json",))
+    kwargs = hub_kwargs(kwargs, "model")
     dtype = resolve_torch_dtype(torch_dtype)
     with load_errors_explained(source, "model"):
         try:

@@ -20,6 +20,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
 )
 
+from automodel.models.credentials import check_no_credentials
 from automodel.models.errors import ModelError, closest_names
 
 _REMOTE_CODE_ADVICE = (
@@ -47,6 +48,7 @@ def build_model_config(config: ConfigSource, **overrides: Any) -> PretrainedConf
         ModelError: when the path does not exist or is not a JSON object, the fields lack
             ``model_type``, or transformers does not know the ``model_type`` (naming the closest).
     """
+    check_no_credentials(overrides, "model config")
     if isinstance(config, PretrainedConfig):
         built = copy.deepcopy(config)
         for name, value in overrides.items():

@@ -7,6 +7,7 @@ from typing import Any
 
 from transformers import AutoProcessor, PreTrainedTokenizerBase, ProcessorMixin
 
+from automodel.models.credentials import hub_kwargs
 from automodel.models.errors import ModelError
 from automodel.models.sources import load_errors_explained, pretrained_source
 from automodel.models.tokenizer_loading import TOKENIZER_FILES, with_pad_token
@@ -23,7 +24,8 @@ def load_processor(
     Args:
         pretrained_model_name_or_path: a directory written by ``save_pretrained`` (or
             ``build_tiny_vlm``), or a hub id (read from the local cache when ``HF_HUB_OFFLINE=1``).
-        **kwargs: passed to ``AutoProcessor.from_pretrained`` (``revision``, ``trust_remote_code``, ...).
+        **kwargs: passed to ``AutoProcessor.from_pretrained`` (``revision``, ``trust_remote_code``, ...); a hub
+            token goes to the download only (``hub_kwargs``).
 
     Returns:
         The processor (a ``LlavaProcessor``, ``Qwen2VLProcessor``, ...; a tokenizer where the
@@ -31,11 +33,11 @@ def load_processor(
 
     Raises:
         ModelError: for a local path that does not exist or holds no processor or tokenizer files,
-            or a hub id that cannot be reached (offline or not found).
+            a hub id that cannot be reached (offline or not found), or a keyword that looks like a credential.
     """
     source = pretrained_source(pretrained_model_name_or_path, needs_one_of=PROCESSOR_FILES)
     with load_errors_explained(source, "processor"):
-        processor = AutoProcessor.from_pretrained(source, **kwargs)
+        processor = AutoProcessor.from_pretrained(source, **hub_kwargs(kwargs, "processor"))
     tokenizer = processor if isinstance(processor, PreTrainedTokenizerBase) else getattr(processor, "tokenizer", None)
     if tokenizer is not None:
         with_pad_token(tokenizer)
