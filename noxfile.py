@@ -60,7 +60,7 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check, ruff format --check, and the import contracts of DESIGN.md section 2."""
+    """ruff check, ruff format --check, and the import contracts of docs/architecture.md section 2."""
     _sync(session, "--only-group", "dev")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

@@ -1,4 +1,4 @@
-"""The import contracts of DESIGN.md section 2 hold for the tree and break when a rule is broken."""
+"""The import contracts of docs/architecture.md section 2 hold for the tree and break when a rule is broken."""
 
 from __future__ import annotations
 

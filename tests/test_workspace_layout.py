@@ -1,4 +1,4 @@
-"""Every package keeps the layout of DESIGN.md section 1: metadata, README, CHANGELOG, namespaces."""
+"""Every package keeps the layout of docs/architecture.md section 1: metadata, README, CHANGELOG, namespaces."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The workspace's packages and the import contracts of DESIGN.md section 2, found from the tree.
+"""The workspace's packages and the import contracts of docs/architecture.md section 2, found from the tree.
 
 Used by noxfile.py (test matrix, lint, build) and by tests/test_import_contracts.py. A new
 package under packages/ or apps/ is picked up without editing anything here:
@@ -80,7 +80,7 @@ def _modules(key: str, modules: list[str]) -> list[str]:
 
 
 def contracts_ini(packages: list[Package]) -> str:
-    """Return an import-linter INI config holding the contracts of DESIGN.md section 2.
+    """Return an import-linter INI config holding the contracts of docs/architecture.md section 2.
 
     - components are independent of each other;
     - recipe packages are independent of each other;

@@ -72,10 +72,13 @@ class FinetuneLoop(BaseRecipe):
                 if self.checkpoint.enabled and (due or stopping):
                     last_step = self.save_checkpoint()
                 if stopping:
-                    self.progress.message(
-                        f"{stop.signal or 'a signal to another rank'} received: saved {last_step}, "
-                        f"stopping at step {scheduler.step}"
+                    saved = (
+                        f"saved {last_step}"
+                        if self.checkpoint.enabled
+                        else "nothing saved (checkpoint.enabled is false)"
                     )
+                    received = stop.signal or "a signal to another rank"
+                    self.progress.message(f"{received} received: {saved}, stopping at step {scheduler.step}")
                     break
         self.checkpointer.close()
         if self.val_dataloader is not None and not scheduler.val_check_interval and not stopping:

@@ -4,7 +4,7 @@
     python -m automodel.recipes.llm.train_ft -c cfg.yaml [--section.key VALUE ...]
 
 The recipe reads top to bottom like the run: builders turn YAML sections into objects,
-``setup()`` wires them in the order of DESIGN.md section 3, and the loop runs optimizer
+``setup()`` wires them in the order of docs/architecture.md section 3, and the loop runs optimizer
 steps, logging, validation and checkpoints on the step scheduler's schedule.
 """
 

@@ -3,7 +3,7 @@
     automodel finetune vlm -c cfg.yaml
     python -m automodel.recipes.vlm.finetune -c cfg.yaml [--section.key VALUE ...]
 
-Builders turn YAML sections into objects; ``setup()`` wires them in the order of DESIGN.md
+Builders turn YAML sections into objects; ``setup()`` wires them in the order of docs/architecture.md
 section 3; the step loop, validation, checkpoints and resume are automodel-training's
 ``FinetuneLoop``, shared with the LLM recipe. Checkpoints write the model and the processor
 files, so ``AutoModelForImageTextToText.from_pretrained`` and ``AutoProcessor.from_pretrained``
