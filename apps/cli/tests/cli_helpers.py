@@ -20,6 +20,16 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_in_process(capsys, *args: object) -> subprocess.CompletedProcess:
+    """Run ``automodel ARGS`` in this process (``automodel.cli.app.main``); return its status and captured output."""
+    from automodel.cli.app import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["automodel", *map(str, args)], code, out, err)
+
+
 def assert_one_paragraph_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
     """Exit 2, no traceback, stderr is one paragraph starting with `automodel: error:` holding every fragment."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)

@@ -11,7 +11,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cli_helpers import AUTOMODEL, clean_env
+from cli_helpers import AUTOMODEL, clean_env, run_in_process
+
+
+@pytest.fixture(autouse=True)
+def _no_permissions_from_the_outer_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start without `_target_` allowances or remote-code trust from the environment they run in."""
+    monkeypatch.delenv("AUTOMODEL_TARGET_ALLOWLIST", raising=False)
+    monkeypatch.delenv("AUTOMODEL_TRUST_REMOTE_CODE", raising=False)
 
 
 @pytest.fixture
@@ -24,6 +31,12 @@ def automodel():
         )
 
     return run
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``automodel ARGS`` in this process and return a CompletedProcess with its status and output."""
+    return lambda *args: run_in_process(capsys, *args)
 
 
 @pytest.fixture

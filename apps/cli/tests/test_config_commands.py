@@ -8,24 +8,27 @@ from cli_helpers import assert_one_paragraph_error, clean_env
 def test_validate_accepts_a_config_whose_targets_and_keywords_exist(write_config, automodel):
     cfg = write_config(
         {
-            "target_allowlist": ["collections"],
             "counter": {"_target_": "collections.Counter"},
             "model": {"_target_": "automodel_test_routes.toy.ToyError"},
         }
     )
     result = automodel(
-        "config", "validate", "-c", cfg, env=clean_env(AUTOMODEL_TARGET_ALLOWLIST="automodel_test_routes")
+        "config",
+        "validate",
+        "-c",
+        cfg,
+        "--allow-target",
+        "collections",
+        env=clean_env(AUTOMODEL_TARGET_ALLOWLIST="automodel_test_routes"),
     )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
 
 
 def test_validate_names_path_line_and_closest_keyword(write_config, automodel):
-    cfg = write_config(
-        "target_allowlist: [config_demo]\nopt:\n  _target_: automodel.cli.launch.LaunchOptions\n  nproc_per_nod: 2\n"
-    )
+    cfg = write_config("opt:\n  _target_: automodel.cli.launch.LaunchOptions\n  nproc_per_nod: 2\n")
     result = automodel("config", "validate", "-c", cfg)
-    assert_one_paragraph_error(result, f"{cfg}:4", "`opt.nproc_per_nod`", "did you mean `nproc_per_node`?")
+    assert_one_paragraph_error(result, f"{cfg}:3", "`opt.nproc_per_nod`", "did you mean `nproc_per_node`?")
 
 
 def test_validate_lists_every_problem_at_once(write_config, automodel):

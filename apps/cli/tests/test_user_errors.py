@@ -48,7 +48,7 @@ def test_disallowed_target_is_refused_with_how_to_allow(automodel, write_config,
         automodel("finetune", "toy", "-c", cfg),
         "`model._target_`",
         "os.system",
-        "target_allowlist",
+        "--allow-target os.system",
         "AUTOMODEL_TARGET_ALLOWLIST",
     )
 

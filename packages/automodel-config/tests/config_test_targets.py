@@ -1,12 +1,13 @@
 """Small callables that `_target_` tests build (torch is not installed in this package's tests).
 
-Allowed in tests with ``target_allowlist: [config_test_targets]`` or
-AUTOMODEL_TARGET_ALLOWLIST=config_test_targets.
+Allowed in tests with AUTOMODEL_TARGET_ALLOWLIST=config_test_targets or
+``load_config(..., allow_targets=["config_test_targets"])``.
 """
 
 from __future__ import annotations
 
 import os  # re-exported on purpose: `config_test_targets.os.system` must still be refused
+import pickle
 
 __all__ = [
     "NOT_CALLABLE",
@@ -14,13 +15,23 @@ __all__ = [
     "UserMistake",
     "build_model",
     "collect",
+    "evaluate",
     "explode",
+    "load_pickle",
+    "open_file",
     "os",
     "positional_only",
     "refuse",
+    "run_command",
 ]
 
 NOT_CALLABLE = 3
+
+# Denied callables under an allowed name: the denylist must catch them by what they are.
+load_pickle = pickle.load
+evaluate = eval
+open_file = open
+run_command = os.system
 
 
 class Adam:

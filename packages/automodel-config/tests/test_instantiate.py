@@ -10,11 +10,9 @@ import pytest
 
 from automodel.config import ConfigError, config_from_dict, instantiate, load_config
 
-ALLOW = {"target_allowlist": ["config_test_targets"]}
 
-
-def test_a_target_is_called_with_its_sibling_keys_as_keywords() -> None:
-    cfg = config_from_dict({**ALLOW, "optimizer": {"_target_": "config_test_targets.Adam", "lr": 1e-4}})
+def test_a_target_is_called_with_its_sibling_keys_as_keywords(allow_test_targets) -> None:
+    cfg = config_from_dict({"optimizer": {"_target_": "config_test_targets.Adam", "lr": 1e-4}})
     optimizer = instantiate(cfg.optimizer)
     assert isinstance(optimizer, targets.Adam)
     assert (optimizer.lr, optimizer.betas) == (1e-4, (0.9, 0.999))
@@ -30,10 +28,9 @@ def test_config_node_instantiate_is_the_same_as_the_function(allow_test_targets)
     assert cfg.opt.instantiate(params=[1]).params == [1]
 
 
-def test_nested_targets_are_built_first_and_passed_in(write_yaml) -> None:
+def test_nested_targets_are_built_first_and_passed_in(write_yaml, allow_test_targets) -> None:
     path = write_yaml(
         """
-        target_allowlist: [config_test_targets]
         model:
           _target_: config_test_targets.build_model
           name: tiny
@@ -105,9 +102,7 @@ def test_partial_false_calls_the_target(allow_test_targets) -> None:
 
 
 def test_a_root_section_target_does_not_receive_the_configs_own_settings(allow_test_targets) -> None:
-    cfg = config_from_dict(
-        {"_target_": "config_test_targets.collect", "recipe": "finetune.llm", "target_allowlist": [], "a": 1}
-    )
+    cfg = config_from_dict({"_target_": "config_test_targets.collect", "recipe": "finetune.llm", "a": 1})
     assert instantiate(cfg) == {"a": 1}
 
 
@@ -131,10 +126,9 @@ def test_instantiate_does_not_change_the_config(allow_test_targets) -> None:
 # ---- bad input ---------------------------------------------------------------------------------
 
 
-def test_an_unknown_keyword_names_the_path_file_line_and_closest_keyword(write_yaml) -> None:
+def test_an_unknown_keyword_names_the_path_file_line_and_closest_keyword(write_yaml, allow_test_targets) -> None:
     path = write_yaml(
         """
-        target_allowlist: [config_test_targets]
         optimizer:
           _target_: config_test_targets.Adam
           lrr: 0.1
@@ -143,14 +137,13 @@ def test_an_unknown_keyword_names_the_path_file_line_and_closest_keyword(write_y
     with pytest.raises(ConfigError) as info:
         instantiate(load_config(path).optimizer)
     assert str(info.value) == (
-        f"{path}:4: `optimizer.lrr`: `config_test_targets.Adam` takes no argument `lrr`; did you mean `lr`?"
+        f"{path}:3: `optimizer.lrr`: `config_test_targets.Adam` takes no argument `lrr`; did you mean `lr`?"
     )
 
 
-def test_an_unknown_keyword_in_a_nested_section_names_the_nested_path(write_yaml) -> None:
+def test_an_unknown_keyword_in_a_nested_section_names_the_nested_path(write_yaml, allow_test_targets) -> None:
     path = write_yaml(
         """
-        target_allowlist: [config_test_targets]
         model:
           _target_: config_test_targets.build_model
           name: tiny
@@ -162,12 +155,12 @@ def test_an_unknown_keyword_in_a_nested_section_names_the_nested_path(write_yaml
     with pytest.raises(ConfigError) as info:
         instantiate(load_config(path).model)
     assert info.value.path == "model.optimizer.bettas"
-    assert info.value.line == 7
+    assert info.value.line == 6
     assert info.value.hint == "did you mean `betas`?"
 
 
-def test_an_unknown_keyword_given_on_the_command_line_is_located_there(write_yaml) -> None:
-    path = write_yaml("target_allowlist: [config_test_targets]\noptimizer:\n  _target_: config_test_targets.Adam\n")
+def test_an_unknown_keyword_given_on_the_command_line_is_located_there(write_yaml, allow_test_targets) -> None:
+    path = write_yaml("optimizer:\n  _target_: config_test_targets.Adam\n")
     cfg = load_config(path, ["--optimizer.lrr", "1e-4"])
     with pytest.raises(ConfigError, match=r"^command line: `optimizer.lrr`: .* did you mean `lr`\?"):
         instantiate(cfg.optimizer)
@@ -184,7 +177,7 @@ def test_a_refused_target_names_the_target_key_and_its_line(write_yaml) -> None:
     with pytest.raises(ConfigError) as info:
         instantiate(load_config(path).runner)
     assert str(info.value).startswith(f"{path}:2: `runner._target_`: `_target_: os.system` is outside the allowed")
-    assert "target_allowlist: [os]" in info.value.hint
+    assert "`--allow-target os.system`" in info.value.hint and "a config file cannot allow it" in info.value.hint
 
 
 def test_a_misspelled_target_suggests_the_closest_name(allow_test_targets) -> None:
@@ -230,8 +223,35 @@ def test_only_config_sections_and_lists_can_be_instantiated(value) -> None:
         instantiate(value)
 
 
-@pytest.mark.parametrize("allowlist", ["config_test_targets", [1, 2]])
-def test_a_target_allowlist_that_is_not_a_list_of_names_is_an_error(allowlist) -> None:
-    cfg = config_from_dict({"target_allowlist": allowlist, "opt": {"_target_": "config_test_targets.Adam"}})
-    with pytest.raises(ConfigError, match="`target_allowlist`: `target_allowlist` must be a list of module names"):
+@pytest.mark.parametrize("allowlist", [["os"], "os", [], None])
+def test_a_config_cannot_grant_itself_permissions_with_a_target_allowlist(allowlist) -> None:
+    cfg = config_from_dict({"target_allowlist": allowlist, "opt": {"_target_": "os.system", "command": "true"}})
+    with pytest.raises(ConfigError) as info:
         instantiate(cfg.opt)
+    assert info.value.path == "target_allowlist"
+    assert "a config may not grant itself permissions" in info.value.message
+    assert "--allow-target NAME" in info.value.hint and "AUTOMODEL_TARGET_ALLOWLIST" in info.value.hint
+
+
+def test_the_allowances_a_config_was_loaded_with_reach_its_targets(write_yaml) -> None:
+    path = write_yaml("opt:\n  _target_: config_test_targets.Adam\n  lr: 0.5\n")
+    assert instantiate(load_config(path, allow_targets=["config_test_targets"]).opt).lr == 0.5
+    with pytest.raises(ConfigError, match="outside the allowed modules"):
+        instantiate(load_config(path).opt)
+
+
+def test_a_target_read_from_the_environment_is_never_shown_in_a_refusal(monkeypatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "sekrit-123")
+    cfg = config_from_dict({"opt": {"_target_": "${env:HF_TOKEN}", "_partial_": "${env:HF_TOKEN}"}})
+    with pytest.raises(ConfigError) as info:
+        instantiate(cfg.opt)
+    assert "sekrit-123" not in str(info.value)
+    assert "`_target_: ${env:HF_TOKEN}` does not name a callable" in str(info.value)
+
+
+def test_a_partial_flag_read_from_the_environment_is_shown_as_written(monkeypatch, allow_test_targets) -> None:
+    monkeypatch.setenv("AMC_PARTIAL", "sekrit-123")
+    cfg = config_from_dict({"opt": {"_target_": "config_test_targets.Adam", "_partial_": "${env:AMC_PARTIAL}"}})
+    with pytest.raises(ConfigError) as info:
+        instantiate(cfg.opt)
+    assert "got '${env:AMC_PARTIAL}'" in str(info.value) and "sekrit-123" not in str(info.value)

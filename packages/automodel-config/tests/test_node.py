@@ -237,3 +237,13 @@ def test_deleting_a_missing_key_suggests_the_closest(cfg) -> None:
 def test_config_from_dict_refuses_anything_but_a_mapping(data) -> None:
     with pytest.raises(ConfigError, match="a config must be a mapping"):
         config_from_dict(data)
+
+
+def test_select_into_a_value_from_the_environment_shows_the_reference_not_the_value(monkeypatch) -> None:
+    monkeypatch.setenv("AMC_VALUE", "sekrit-123")
+    cfg = config_from_dict({"run": {"name": "${env:AMC_VALUE}", "hf_token": "abc-456"}})
+    with pytest.raises(ConfigKeyError) as info:
+        cfg.select("run.name.first")
+    assert "is a value ('${env:AMC_VALUE}')" in str(info.value) and "sekrit-123" not in str(info.value)
+    with pytest.raises(ConfigKeyError, match="is a value \\(<redacted>\\)"):
+        cfg.select("run.hf_token.first")

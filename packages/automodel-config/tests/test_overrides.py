@@ -232,3 +232,23 @@ def test_an_unknown_section_in_load_config_names_the_command_line(write_yaml) ->
 def test_no_config_file_in_argv_is_an_error() -> None:
     with pytest.raises(ConfigError, match=r"no config file given; pass -c path/to/config\.yaml"):
         split_config_args(["--a.b", "1"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--modle.hf_token", "abc-456"],
+        ["--model.hf_token.x", "abc-456"],
+        ["--model.api_key=abc-456", "--nope.x", "1"],
+    ],
+)
+def test_no_override_message_shows_a_secret_value(args) -> None:
+    data = {"model": {"hf_token": "abc-456", "name": "m"}}
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(data, parse_overrides(args))
+    assert "abc-456" not in str(info.value)
+
+
+def test_an_override_of_a_secret_key_keeps_its_value_but_not_in_its_text() -> None:
+    [override] = parse_overrides(["--hub.hf_token", "abc-456"])
+    assert override.value == "abc-456" and override.text == "--hub.hf_token <redacted>"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from automodel.config import REDACTED, config_from_dict, is_secret_key, parse_yaml_text, redact_secrets
+from automodel.config import (
+    REDACTED,
+    config_from_dict,
+    is_secret_key,
+    literal_secret_paths,
+    parse_yaml_text,
+    redact_override_args,
+    redact_secrets,
+)
 
 
 @pytest.mark.parametrize(
@@ -131,3 +139,29 @@ def test_a_value_copied_from_a_secret_key_is_hidden_under_any_key() -> None:
 def test_unresolved_dumps_keep_the_reference_text_and_still_hide_literal_secrets() -> None:
     cfg = config_from_dict({"api_key": "k123", "auth": "${env:HF_TOKEN}"})
     assert parse_yaml_text(cfg.to_yaml(resolve=False))[0] == {"api_key": REDACTED, "auth": REDACTED}
+
+
+def test_literal_secret_paths_finds_literals_under_secret_keys_only() -> None:
+    data = {
+        "hub": {"hf_token": "hf_abc", "repo": "me/m", "token_ref": "${env:HF_TOKEN}"},
+        "wandb": {"api_key": "${env:WANDB_API_KEY}", "project": "p"},
+        "secrets": {"db": ["pw1", ""], "port": 5},
+        "pad_token": "<pad>",
+        "password": None,
+    }
+    assert literal_secret_paths(data) == [("hub", "hf_token"), ("secrets", "db", 0), ("secrets", "port")]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model.hf_token", "abc", "--lr", "1"], ["--model.hf_token", REDACTED, "--lr", "1"]),
+        (["--wandb.api_key=abc"], [f"--wandb.api_key={REDACTED}"]),
+        (["--+hub", "{token: abc, repo: x}"], ["--+hub", REDACTED]),
+        (["--secrets.db.0", "pw"], ["--secrets.db.0", REDACTED]),
+        (["--~hub.token", "--pad_token", "<pad>"], ["--~hub.token", "--pad_token", "<pad>"]),
+        (["--a", "1", "oops", "--b=2"], ["--a", REDACTED, REDACTED, f"--b={REDACTED}"]),
+    ],
+)
+def test_redact_override_args_hides_the_values_of_secret_keys(args, expected) -> None:
+    assert redact_override_args(args) == expected

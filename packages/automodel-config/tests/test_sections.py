@@ -14,8 +14,7 @@ from automodel.config import (
     plain_section,
 )
 
-ALLOW = {"target_allowlist": ["config_test_targets"]}
-SECTIONS = {"target_allowlist", "model", "optimizer"}
+SECTIONS = {"model", "optimizer"}
 
 
 def test_an_unknown_section_names_the_recipe_and_the_closest_one() -> None:
@@ -29,14 +28,14 @@ def test_a_missing_required_section_points_at_the_examples() -> None:
         check_sections(config_from_dict({"optimizer": {}}), SECTIONS, ("model",), "finetune", "examples/vlm_finetune")
 
 
-def test_build_section_passes_runtime_arguments() -> None:
-    cfg = config_from_dict({**ALLOW, "optimizer": {"_target_": "config_test_targets.Adam", "lr": 0.1}})
+def test_build_section_passes_runtime_arguments(allow_test_targets) -> None:
+    cfg = config_from_dict({"optimizer": {"_target_": "config_test_targets.Adam", "lr": 0.1}})
     optimizer = build_section(cfg, "optimizer", params=[1, 2])
     assert (optimizer.lr, optimizer.params) == (0.1, [1, 2])
 
 
-def test_a_components_user_error_is_reported_at_its_section() -> None:
-    cfg = config_from_dict({**ALLOW, "model": {"_target_": "config_test_targets.refuse", "reason": "no such model"}})
+def test_a_components_user_error_is_reported_at_its_section(allow_test_targets) -> None:
+    cfg = config_from_dict({"model": {"_target_": "config_test_targets.refuse", "reason": "no such model"}})
     with pytest.raises(ConfigError, match=r"`model`: no such model") as caught:
         build_section(cfg, "model")
     assert not isinstance(caught.value, targets.UserMistake)

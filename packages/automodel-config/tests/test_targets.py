@@ -6,7 +6,7 @@ import config_test_targets as targets
 import pytest
 
 from automodel.config import DEFAULT_ALLOWED_PREFIXES, ConfigError, import_target
-from automodel.config.targets import allowed_prefixes, is_allowed, keyword_problem
+from automodel.config.targets import allowed_prefixes, is_allowed, keyword_problem, target_allowances
 
 TEST_PREFIXES = (*DEFAULT_ALLOWED_PREFIXES, "config_test_targets")
 
@@ -34,6 +34,17 @@ def test_allowed_prefixes_keeps_defaults_first_and_drops_repeats() -> None:
     assert allowed_prefixes(["torch", "mine"]) == (*DEFAULT_ALLOWED_PREFIXES, "mine")
 
 
+def test_target_allowances_say_where_each_extension_came_from(monkeypatch) -> None:
+    monkeypatch.setenv("AUTOMODEL_TARGET_ALLOWLIST", "from_env,mine")
+    allowances = target_allowances(["mine", "os.path.join"])
+    assert allowances[: len(DEFAULT_ALLOWED_PREFIXES)] == [(p, "default") for p in DEFAULT_ALLOWED_PREFIXES]
+    assert allowances[len(DEFAULT_ALLOWED_PREFIXES) :] == [
+        ("mine", "--allow-target"),
+        ("os.path.join", "--allow-target"),
+        ("from_env", "$AUTOMODEL_TARGET_ALLOWLIST"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("target", "prefixes", "allowed"),
     [
@@ -53,23 +64,24 @@ def test_a_prefix_allows_itself_and_what_lies_under_it_only(target, prefixes, al
 
 
 @pytest.mark.parametrize(
-    ("target", "module"),
+    ("target", "allowance"),
     [
-        ("os.system", "os"),
-        ("subprocess.run", "subprocess"),
+        ("os.system", "os.system"),
+        ("subprocess.run", "subprocess.run"),
         ("builtins.eval", "builtins"),
         ("shutil.rmtree", "shutil"),
-        ("importlib.import_module", "importlib"),
-        ("os.path.join", "os.path"),
+        ("importlib.import_module", "importlib.import_module"),
+        ("os.path.join", "os.path.join"),
+        ("mypkg.models.Net", "mypkg.models"),
     ],
 )
-def test_a_target_outside_the_allowlist_is_refused_with_how_to_allow_it(target: str, module: str) -> None:
+def test_a_target_outside_the_allowlist_is_refused_with_how_to_allow_it(target: str, allowance: str) -> None:
     with pytest.raises(ConfigError) as info:
         import_target(target)
     assert f"`_target_: {target}` is outside the allowed modules (automodel, torch" in str(info.value)
     assert info.value.hint == (
-        f"if you trust it, allow the module with a top-level `target_allowlist: [{module}]` in the config "
-        f"or AUTOMODEL_TARGET_ALLOWLIST={module} in the environment"
+        f"if you trust it, allow it on the command line with `--allow-target {allowance}` "
+        f"or in the environment with AUTOMODEL_TARGET_ALLOWLIST={allowance}; a config file cannot allow it"
     )
 
 
@@ -87,7 +99,7 @@ def test_a_module_reached_through_an_allowed_one_is_refused() -> None:
     assert "reaches module `os` through `config_test_targets.os`, which is outside the allowed modules" in str(
         info.value
     )
-    assert "`target_allowlist: [os]`" in info.value.hint
+    assert "`--allow-target config_test_targets.os.system`" in info.value.hint
 
 
 @pytest.mark.parametrize("target", ["", None, 3, ["a.b"]])

@@ -7,7 +7,6 @@ import pytest
 from automodel.config import ConfigError, ConfigErrors, config_from_dict, find_problems, load_config, validate
 
 GOOD = """
-target_allowlist: [config_test_targets]
 base_lr: 0.1
 model:
   _target_: config_test_targets.build_model
@@ -24,7 +23,6 @@ data:
 """
 
 BAD = """
-target_allowlist: [config_test_targets]
 optimizer:
   _target_: config_test_targets.Adamm
   lr: 0.1
@@ -37,28 +35,26 @@ data:
 """
 
 
-def test_a_clean_config_has_no_problems(write_yaml) -> None:
+def test_a_clean_config_has_no_problems(write_yaml, allow_test_targets) -> None:
     cfg = load_config(write_yaml(GOOD))
     assert find_problems(cfg) == []
     assert validate(cfg) is None
 
 
 def test_validation_builds_nothing(write_yaml) -> None:
-    path = write_yaml(
-        "target_allowlist: [config_test_targets]\nboom:\n  _target_: config_test_targets.explode\n  message: x\n"
-    )
-    cfg = load_config(path)
+    path = write_yaml("boom:\n  _target_: config_test_targets.explode\n  message: x\n")
+    cfg = load_config(path, allow_targets=["config_test_targets"])
     assert find_problems(cfg) == []
 
 
-def test_find_problems_reports_every_problem_at_once_with_locations(write_yaml) -> None:
+def test_find_problems_reports_every_problem_at_once_with_locations(write_yaml, allow_test_targets) -> None:
     path = write_yaml(BAD)
     problems = find_problems(load_config(path))
     assert [(p.path, p.line) for p in problems] == [
-        ("optimizer._target_", 3),
-        ("scheduler.lrr", 7),
-        ("scheduler.bettas", 8),
-        ("data.path", 10),
+        ("optimizer._target_", 2),
+        ("scheduler.lrr", 6),
+        ("scheduler.bettas", 7),
+        ("data.path", 9),
     ]
     assert all(p.file == str(path) for p in problems)
     assert [p.hint for p in problems] == [
@@ -69,7 +65,7 @@ def test_find_problems_reports_every_problem_at_once_with_locations(write_yaml) 
     ]
 
 
-def test_validate_raises_all_problems_in_one_error(write_yaml) -> None:
+def test_validate_raises_all_problems_in_one_error(write_yaml, allow_test_targets) -> None:
     path = write_yaml(BAD)
     with pytest.raises(ConfigErrors) as info:
         validate(load_config(path))
@@ -78,7 +74,7 @@ def test_validate_raises_all_problems_in_one_error(write_yaml) -> None:
     lines = str(info.value).splitlines()
     assert lines[0] == "4 problem(s) in the config:"
     assert lines[2] == (
-        f"  - {path}:7: `scheduler.lrr`: `config_test_targets.Adam` takes no argument `lrr`; did you mean `lr`?"
+        f"  - {path}:6: `scheduler.lrr`: `config_test_targets.Adam` takes no argument `lrr`; did you mean `lr`?"
     )
 
 
@@ -126,6 +122,14 @@ def test_a_reference_cycle_is_a_problem() -> None:
     assert problems and all("references form a cycle" in p.message for p in problems)
 
 
-def test_a_malformed_allowlist_is_the_only_problem_reported() -> None:
-    [problem] = find_problems(config_from_dict({"target_allowlist": "os", "x": {"_target_": "os.system"}}))
+def test_a_self_granted_allowlist_is_the_only_problem_reported() -> None:
+    [problem] = find_problems(config_from_dict({"target_allowlist": ["os"], "x": {"_target_": "os.system"}}))
     assert problem.path == "target_allowlist"
+    assert "may not grant itself permissions" in problem.message
+
+
+def test_validation_refuses_a_denied_target_as_building_does(allow_test_targets) -> None:
+    [problem] = find_problems(config_from_dict({"x": {"_target_": "config_test_targets.load_pickle", "file": "f"}}))
+    assert problem.path == "x._target_"
+    assert "_pickle.load" in problem.message and "configs may not call loaders of untrusted data" in problem.message
+    assert "--allow-target config_test_targets.load_pickle" in problem.hint

@@ -250,3 +250,33 @@ def test_dump_yaml_keeps_key_order_and_block_style() -> None:
 def test_dump_yaml_writes_tuples_set_at_runtime_as_lists() -> None:
     data, _ = parse_yaml_text(dump_yaml({"betas": (0.9, 0.95)}))
     assert data == {"betas": [0.9, 0.95]}
+
+
+def _laughs(levels: int, width: int = 9) -> str:
+    lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_billion_laughs_is_refused_naming_the_file_without_expanding_it(write_yaml) -> None:
+    path = write_yaml(_laughs(10))  # 9**10 values once expanded
+    with pytest.raises(ConfigError) as info:
+        load_yaml_file(path)
+    assert info.value.file == str(path)
+    assert "expands to more than 1,000,000 values through anchors and aliases" in info.value.message
+
+
+def test_a_merge_key_bomb_is_refused_too() -> None:
+    lines = ["m0: &m0 {x: 1, y: 2}", *(f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}]}}" for i in range(1, 40))]
+    with pytest.raises(ConfigError, match="expands to more than"):
+        parse_yaml_text("\n".join(lines), "merge.yaml")
+
+
+def test_aliases_that_expand_to_a_reasonable_size_are_read() -> None:
+    data, _ = parse_yaml_text(_laughs(4))
+    assert len(data["a3"]) == 9 and data["a3"][0][0][0] == ["lol"] * 9
+
+
+def test_a_document_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse_yaml_text("[" * 5000 + "]" * 5000, "deep.yaml")

@@ -15,6 +15,7 @@ from automodel.cli.launch import (
     LaunchOptions,
     check_options,
     inside_torchrun,
+    permission_args,
     run_in_process,
     run_torchrun,
     shell_join,
@@ -71,14 +72,58 @@ config_app = typer.Typer(help="Check and print configs without running them.", n
 app.add_typer(config_app, name="config")
 
 ConfigOption = typer.Option(None, "-c", "--config", help="The YAML config file.", show_default=False)
+AllowTargetOption = typer.Option(
+    None,
+    "--allow-target",
+    help="Let _target_ call this module prefix or exact callable (repeatable; os.path.join, mypkg). "
+    "Only an exact callable lifts the denylist (--allow-target torch.load). A config file cannot allow anything.",
+    show_default=False,
+)
+TrustRemoteCodeOption = typer.Option(
+    False,
+    "--trust-remote-code",
+    help="Let the config set trust_remote_code: true, which runs Python code shipped with the model.",
+)
 
 
-def _load(config: Path | None, overrides: list[str]) -> Any:
+def _load(config: Path | None, overrides: list[str], allow_targets: list[str] | None, trust: bool) -> Any:
     from automodel.config import load_config
 
     if config is None:
         raise CliError("no config file given; pass -c path/to/config.yaml")
-    return load_config(config, overrides)
+    return load_config(config, overrides, allow_targets=allow_targets or (), trust_remote_code=trust)
+
+
+def allowances_header(allow_targets: list[str] | None) -> str:
+    """Return YAML comment lines saying what ``_target_`` may call and where each allowance came from."""
+    from automodel.config import target_allowances
+
+    sources: dict[str, list[str]] = {}
+    for name, source in target_allowances(allow_targets or ()):
+        sources.setdefault(source, []).append(name)
+    lines = ["# _target_ may call, by where the allowance came from:"]
+    lines += [f"#   {source}: {', '.join(names)}" for source, names in sources.items()]
+    lines.append(
+        "# never (unless an allowance names that exact callable): loaders of untrusted data (torch.load, pickle, "
+        "numpy.load, ...), native code loaders, os, subprocess, importlib, eval/exec"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def check_recipe_key(cfg: Any, route: Route, config: Path) -> None:
+    """Raise a ConfigError at the config's ``recipe:`` key when it names another route than the one run."""
+    from automodel.config import config_error
+
+    name = cfg.get(RECIPE_KEY)
+    if not isinstance(name, str) or name.strip().replace(" ", ".") == route.name:
+        return
+    raise config_error(
+        cfg,
+        f"the config says it is for `{name.strip()}`, but the command runs `{route.command} {route.domain}`",
+        RECIPE_KEY,
+        f"run it with automodel {name.strip().replace('.', ' ', 1)} -c {config} (or automodel {config}), "
+        f"or change `{RECIPE_KEY}:` if the config is meant for {route.command} {route.domain}",
+    )
 
 
 @app.command("routes")
@@ -99,11 +144,16 @@ def routes_command() -> None:
 
 
 @config_app.command("validate", context_settings=PASS_OVERRIDES)
-def validate_command(ctx: typer.Context, config: Path | None = ConfigOption) -> None:
-    """Check every _target_ imports and accepts its keywords, and every ${...} resolves; build nothing."""
+def validate_command(
+    ctx: typer.Context,
+    config: Path | None = ConfigOption,
+    allow_target: list[str] | None = AllowTargetOption,
+    trust_remote_code: bool = TrustRemoteCodeOption,
+) -> None:
+    """Check every _target_ is allowed, imports and accepts its keywords, and every ${...} resolves; build nothing."""
     from automodel.config import validate
 
-    cfg = _load(config, ctx.args)
+    cfg = _load(config, ctx.args, allow_target, trust_remote_code)
     validate(cfg)
     typer.echo(f"{config}: OK")
 
@@ -113,12 +163,28 @@ def show_command(
     ctx: typer.Context,
     config: Path | None = ConfigOption,
     resolve: bool = typer.Option(True, "--resolve/--no-resolve", help="Replace ${...} references by their values."),
+    allow_target: list[str] | None = AllowTargetOption,
+    trust_remote_code: bool = TrustRemoteCodeOption,
 ) -> None:
-    """Print the config with overrides applied, references resolved and secrets redacted."""
-    typer.echo(_load(config, ctx.args).to_yaml(resolve=resolve, redact=True), nl=False)
+    """Print the config with overrides applied, references resolved and secrets redacted.
+
+    A comment header says what ``_target_`` may call and where each allowance came from.
+    """
+    cfg = _load(config, ctx.args, allow_target, trust_remote_code)
+    typer.echo(allowances_header(allow_target) + cfg.to_yaml(resolve=resolve, redact=True), nl=False)
+
+
+def _local_command(
+    route: Route, path: str, overrides: list[str], options: LaunchOptions, distributed: bool
+) -> list[str]:
+    if distributed:
+        return torchrun_command(options, route, path, overrides)
+    return worker_command(route, path, overrides, permission_args(options.allow_targets, options.trust_remote_code))
 
 
 def _launch(route: Route, config_path: Path, cfg: Any, overrides: list[str], options: LaunchOptions) -> int:
+    from automodel.config import redact_override_args
+
     check_options(options)
     launcher, section, cfg = split_launcher(cfg)
     if launcher != "local":
@@ -126,19 +192,17 @@ def _launch(route: Route, config_path: Path, cfg: Any, overrides: list[str], opt
         return remote_launcher(launcher)(job)
     path = str(config_path.resolve())
     distributed = options.multi_process() and not inside_torchrun()
-    command = (
-        torchrun_command(options, route, path, overrides) if distributed else worker_command(route, path, overrides)
-    )
     if options.dry_run:
+        shown = _local_command(route, path, redact_override_args(overrides), options, distributed)
         typer.echo("# resolved config (secrets redacted)")
         typer.echo(cfg.to_yaml(resolve=True, redact=True), nl=False)
         typer.echo(f"# {route.command} {route.domain} -> {route.value} ({route.package} {route.version})")
         typer.echo(f"# command{' (runs in this process)' if not distributed else ''}")
-        typer.echo(shell_join(command))
+        typer.echo(shell_join(shown))
         return 0
     if not distributed:
         return run_in_process(route, cfg)
-    code, worker_error = run_torchrun(command, options.nproc_per_node)
+    code, worker_error = run_torchrun(torchrun_command(options, route, path, overrides), options.nproc_per_node)
     if worker_error is not None:
         raise CliError(worker_error)
     return code
@@ -182,13 +246,27 @@ def run_route(
     master_port: int | None = MasterPortOption,
     rdzv_endpoint: str | None = RdzvOption,
     dry_run: bool = DryRunOption,
+    allow_target: list[str] | None = AllowTargetOption,
+    trust_remote_code: bool = TrustRemoteCodeOption,
 ) -> int:
     """Run the recipe for COMMAND DOMAIN on a config; extra --section.key VALUE arguments override it."""
     route = find_route(ctx.info_name or "", domain)
     if config is None:
         raise CliError(f"no config file given; run automodel {route.command} {route.domain} -c path/to/config.yaml")
-    options = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run, rdzv_endpoint)
-    return _launch(route, config, _load(config, ctx.args), list(ctx.args), options)
+    options = LaunchOptions(
+        nproc_per_node,
+        nnodes,
+        node_rank,
+        master_addr,
+        master_port,
+        dry_run,
+        rdzv_endpoint,
+        tuple(allow_target or ()),
+        trust_remote_code,
+    )
+    cfg = _load(config, ctx.args, allow_target, trust_remote_code)
+    check_recipe_key(cfg, route, config)
+    return _launch(route, config, cfg, list(ctx.args), options)
 
 
 _file_app = typer.Typer(add_completion=False)
@@ -204,17 +282,29 @@ def run_file(
     master_port: int | None = MasterPortOption,
     rdzv_endpoint: str | None = RdzvOption,
     dry_run: bool = DryRunOption,
+    allow_target: list[str] | None = AllowTargetOption,
+    trust_remote_code: bool = TrustRemoteCodeOption,
 ) -> int:
     """Run the recipe named by the config's `recipe:` key (command.domain, e.g. finetune.llm)."""
     config = Path(ctx.info_name or "")
-    cfg = _load(config, list(ctx.args))
+    cfg = _load(config, list(ctx.args), allow_target, trust_remote_code)
     name = cfg.get(RECIPE_KEY)
     if not isinstance(name, str) or not name.strip():
         raise CliError(
             f"{config}: no `{RECIPE_KEY}:` key says which recipe to run; add e.g. `{RECIPE_KEY}: finetune.llm`, "
             "or run automodel <command> <domain> -c " + str(config)
         )
-    options = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port, dry_run, rdzv_endpoint)
+    options = LaunchOptions(
+        nproc_per_node,
+        nnodes,
+        node_rank,
+        master_addr,
+        master_port,
+        dry_run,
+        rdzv_endpoint,
+        tuple(allow_target or ()),
+        trust_remote_code,
+    )
     return _launch(route_by_name(name.strip()), config, cfg, list(ctx.args), options)
 
 

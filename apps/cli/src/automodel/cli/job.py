@@ -6,6 +6,7 @@ section runs locally, ``slurm:`` submits with sbatch, ``k8s:`` applies a PyTorch
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import time
@@ -15,12 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from automodel.cli.errors import CliError
-from automodel.cli.launch import LaunchOptions
+from automodel.cli.launch import LaunchOptions, permission_args
 from automodel.cli.routes import Route
+from automodel.config import (
+    DEFAULT_ALLOWED_PREFIXES,
+    TARGET_ALLOWLIST_ENV,
+    TRUST_REMOTE_CODE_ENV,
+    literal_secret_paths,
+    target_allowances,
+    trusts_remote_code,
+)
 
 LAUNCHER_SECTIONS = ("slurm", "k8s")
 _SECRET_ENDINGS = ("token", "key", "password", "passwd", "secret", "secrets", "credential", "credentials")
 CONFIG_FILE = "config.yaml"
+SECRET_ENV_PREFIX = "AUTOMODEL_SECRET_"
 
 
 @dataclass(frozen=True)
@@ -53,8 +63,17 @@ class Job:
         return self.config.to_yaml(resolve=False, redact=False)
 
     def remote_worker_args(self, config_file: str) -> list[str]:
-        """Arguments after ``python`` that run one recipe process on ``config_file`` (what torchrun starts)."""
-        return ["-m", "automodel.cli.worker", self.route.name, "-c", config_file]
+        """Arguments after ``python`` that run one recipe process on ``config_file`` (what torchrun starts).
+
+        The user's permissions travel on this command line, never in the config: every
+        ``_target_`` allowance in effect at submission (``--allow-target`` and
+        $AUTOMODEL_TARGET_ALLOWLIST) as ``--allow-target NAME``, and ``--trust-remote-code`` when
+        the config sets ``trust_remote_code: true`` (which loading it here has already allowed).
+        """
+        allowances = target_allowances(self.options.allow_targets)
+        extensions = [name for name, _ in allowances if name not in DEFAULT_ALLOWED_PREFIXES]
+        permissions = permission_args(extensions, trusts_remote_code(self.config))
+        return ["-m", "automodel.cli.worker", self.route.name, "-c", config_file, *permissions]
 
 
 Launcher = Callable[[Job], int]
@@ -100,6 +119,57 @@ def job_dir(section: Mapping[str, Any], name: str, default_root: str = "automode
         return Path(str(given)).resolve()
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "job"
     return Path(default_root, f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+
+
+def secret_paths(config: Any) -> list[str]:
+    """Return the dotted keys of the secrets written as literals in a job's config (in its file or by an override)."""
+    return [".".join(map(str, path)) for path in literal_secret_paths(config.to_container(resolve=False))]
+
+
+def _variable(path: tuple, taken: Mapping[str, str]) -> str:
+    base = SECRET_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]+", "_", "_".join(map(str, path))).strip("_").upper()
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    return name
+
+
+def secrets_to_environment(data: dict) -> tuple[dict, dict[str, str]]:
+    """Take every literal secret out of plain config data, for a job that receives them in its environment.
+
+    Args:
+        data: the job's config as plain data, ``${...}`` unresolved.
+
+    Returns:
+        A copy of ``data`` in which each literal secret is the reference
+        ``${env:AUTOMODEL_SECRET_<PATH>}`` (``model.hf_token`` -> ``AUTOMODEL_SECRET_MODEL_HF_TOKEN``),
+        and the variables to set for the job, ``{name: value}``. References such as
+        ``${env:HF_TOKEN}`` stay as they are.
+    """
+    data = copy.deepcopy(data)
+    environment: dict[str, str] = {}
+    for path in literal_secret_paths(data):
+        parent: Any = data
+        for part in path[:-1]:
+            parent = parent[part]
+        name = _variable(path, environment)
+        environment[name] = str(parent[path[-1]])
+        parent[path[-1]] = f"${{env:{name}}}"
+    return data, environment
+
+
+def refuse_permission_variable(where: str, name: str) -> None:
+    """Raise CliError when a launcher section sets a variable that grants permissions (a config may not).
+
+    Args:
+        where: the key for the message (``slurm.env.AUTOMODEL_TARGET_ALLOWLIST``).
+        name: the environment variable the section sets.
+    """
+    if name in (TARGET_ALLOWLIST_ENV, TRUST_REMOTE_CODE_ENV):
+        raise CliError(
+            f"{where} would let the config grant itself permissions, which a config may not; pass --allow-target "
+            f"NAME or --trust-remote-code to the automodel command instead (the job gets them on its command line)"
+        )
 
 
 def looks_secret(name: str) -> bool:

@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from automodel.cli.errors import CliError
-from automodel.cli.job import CONFIG_FILE, Job
+from automodel.cli.job import CONFIG_FILE, Job, secret_paths
 from automodel.cli.k8s_section import (
     CONFIG_VOLUME,
     JOBSET_REPLICATED_JOB,
@@ -142,8 +142,31 @@ def pod_spec(job: Job, settings: K8sSettings, port: dict[str, Any], extra_env: l
     return {**spec, **{key: value for key, value in optional.items() if value is not None}}
 
 
+def refuse_literal_secrets(job: Job) -> None:
+    """Raise CliError when the job's config holds a secret written as a literal (in the file or by an override).
+
+    A ConfigMap is stored and shown in plain text; a secret must come from a Kubernetes Secret
+    through ``${env:NAME}`` and ``k8s.secrets``. The message names the keys, never the values.
+    """
+    paths = secret_paths(job.config)
+    if paths:
+        first = paths[0].rsplit(".", 1)[-1]
+        variable = first.upper() if first.isidentifier() else "MY_SECRET"
+        raise CliError(
+            f"{', '.join(f'`{p}`' for p in paths)} holds a secret written into the config (in the file or by an "
+            f"override), which the job's ConfigMap would store in plain text; write it as a reference instead, "
+            f"e.g. `{first}: ${{env:{variable}}}`, and fill that variable from a Kubernetes Secret with "
+            f"k8s.secrets: [{{env: {variable}, secret: <secret name>, key: <key in it>}}]"
+        )
+
+
 def config_map(job: Job, settings: K8sSettings) -> dict[str, Any]:
-    """Return the ConfigMap ``<name>-config`` holding the job's ``config.yaml``."""
+    """Return the ConfigMap ``<name>-config`` holding the job's ``config.yaml``.
+
+    Raises:
+        CliError: the config holds a literal secret (see ``refuse_literal_secrets``).
+    """
+    refuse_literal_secrets(job)
     metadata = _metadata(f"{settings.name}-config", job, settings)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {CONFIG_FILE: job.config_yaml()}}
 

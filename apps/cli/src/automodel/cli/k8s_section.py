@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from automodel.cli.errors import CliError
-from automodel.cli.job import check_keys, job_dir, looks_secret
+from automodel.cli.job import check_keys, job_dir, looks_secret, refuse_permission_variable
 
 KINDS = ("PyTorchJob", "JobSet")
 VOLUME_KEYS = ("name", "pvc", "host_path")
@@ -216,6 +216,7 @@ def _env(section: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         where = f"k8s.env.{name}"
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             raise CliError(f"{where} is not an environment variable name; use letters, digits and '_'")
+        refuse_permission_variable(where, name)
         if looks_secret(name):
             raise CliError(
                 f"{where} looks like a secret and would be written into the manifest in plain text; store it in "
@@ -233,6 +234,7 @@ def _secrets(section: Mapping[str, Any]) -> tuple[SecretEnv, ...]:
         name = _check_text(f"{where}.env", item["env"])
         if not _ENV_NAME.match(name):
             raise CliError(f"{where}.env `{name}` is not an environment variable name; use letters, digits and '_'")
+        refuse_permission_variable(f"{where}.env", name)
         secret = _object_name(f"{where}.secret", item["secret"])
         secrets.append(SecretEnv(name, secret, _check_text(f"{where}.key", item["key"])))
     return tuple(secrets)

@@ -7,18 +7,24 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from automodel.cli.errors import CliError
 from automodel.cli.routes import Route, load_main
+from automodel.config import ALLOW_TARGET_FLAG, TRUST_REMOTE_CODE_FLAG
 
 ERROR_DIR_ENV = "AUTOMODEL_ERROR_DIR"
 
 
 @dataclass(frozen=True)
 class LaunchOptions:
-    """Launcher flags from the command line (torchrun's names, dashes as in torchrun)."""
+    """Launcher flags from the command line (torchrun's names, dashes as in torchrun).
+
+    ``allow_targets`` (``--allow-target``) and ``trust_remote_code`` (``--trust-remote-code``)
+    are the user's permissions; every process of the run gets them on its command line.
+    """
 
     nproc_per_node: int = 1
     nnodes: str | None = None
@@ -27,6 +33,8 @@ class LaunchOptions:
     master_port: int | None = None
     dry_run: bool = False
     rdzv_endpoint: str | None = None
+    allow_targets: tuple[str, ...] = ()
+    trust_remote_code: bool = False
 
     def multi_process(self) -> bool:
         """True when the flags ask for more than one process or for another node."""
@@ -59,13 +67,25 @@ def check_options(options: LaunchOptions) -> None:
         )
 
 
-def worker_command(route: Route, config_path: str, overrides: list[str]) -> list[str]:
-    """Return the command that runs ``route`` on ``config_path`` with ``overrides`` in one process."""
-    return [sys.executable, "-m", "automodel.cli.worker", route.name, "-c", config_path, *overrides]
+def permission_args(allow_targets: Sequence[str], trust_remote_code: bool) -> list[str]:
+    """Return the worker arguments for the user's permissions: ``--allow-target NAME`` each, ``--trust-remote-code``."""
+    args = [arg for name in allow_targets for arg in (ALLOW_TARGET_FLAG, name)]
+    return [*args, TRUST_REMOTE_CODE_FLAG] if trust_remote_code else args
+
+
+def worker_command(route: Route, config_path: str, overrides: list[str], permissions: Sequence[str] = ()) -> list[str]:
+    """Return the command that runs ``route`` on ``config_path`` in one process.
+
+    ``permissions`` (from ``permission_args``) come before the ``overrides``.
+    """
+    return [sys.executable, "-m", "automodel.cli.worker", route.name, "-c", config_path, *permissions, *overrides]
 
 
 def torchrun_command(options: LaunchOptions, route: Route, config_path: str, overrides: list[str]) -> list[str]:
-    """Return the torch.distributed.run command for the launcher flags (through automodel.cli.torchrun)."""
+    """Return the torch.distributed.run command for the launcher flags (through automodel.cli.torchrun).
+
+    Each worker gets the user's ``--allow-target`` and ``--trust-remote-code`` on its command line.
+    """
     args = [sys.executable, "-m", "automodel.cli.torchrun", f"--nproc-per-node={options.nproc_per_node}"]
     single_node = options.nnodes in (None, "1") and options.master_addr is None and options.rdzv_endpoint is None
     if single_node and options.master_port is None:
@@ -80,7 +100,8 @@ def torchrun_command(options: LaunchOptions, route: Route, config_path: str, ove
         args.append(f"--master-port={options.master_port}")
     if options.rdzv_endpoint is not None:
         args += ["--rdzv-backend=c10d", f"--rdzv-endpoint={options.rdzv_endpoint}"]
-    return [*args, *worker_command(route, config_path, overrides)[1:]]
+    permissions = permission_args(options.allow_targets, options.trust_remote_code)
+    return [*args, *worker_command(route, config_path, overrides, permissions)[1:]]
 
 
 def shell_join(command: list[str]) -> str:

@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from automodel.cli.errors import CliError
-from automodel.cli.job import CONFIG_FILE, Job, check_keys, job_dir, looks_secret
+from automodel.cli.job import (
+    CONFIG_FILE,
+    Job,
+    check_keys,
+    job_dir,
+    looks_secret,
+    refuse_permission_variable,
+    secrets_to_environment,
+)
+from automodel.config import dump_yaml
 
 SLURM_KEYS = (
     "job_name",
@@ -127,6 +136,7 @@ def _env(section: Mapping[str, Any]) -> dict[str, str]:
     for name, text in value.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
             raise CliError(f"slurm.env.{name} is not an environment variable name (letters, digits, underscores)")
+        refuse_permission_variable(f"slurm.env.{name}", str(name))
         text = "" if text is None else str(text)
         reference = ENV_REFERENCE.match(text)
         if reference is None and looks_secret(str(name)):
@@ -291,25 +301,28 @@ def render_script(job: Job, settings: SlurmSettings, workdir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_job_files(job: Job, settings: SlurmSettings, workdir: Path) -> Path:
+def write_job_files(job: Job, settings: SlurmSettings, workdir: Path) -> tuple[Path, dict[str, str]]:
     """Write ``config.yaml`` and the script into the job directory (each under a temporary name, then renamed).
 
     With ``requeue`` the config gets ``checkpoint.auto_resume: true``, so every start after the
-    first resumes from the run's latest checkpoint.
+    first resumes from the run's latest checkpoint. A secret written as a literal (in the file
+    or by an override) is not written: the config reads it as ``${env:AUTOMODEL_SECRET_<PATH>}``.
 
     Returns:
-        The script's path.
+        The script's path, and the ``AUTOMODEL_SECRET_*`` variables the job must receive in its
+        environment (sbatch passes on the environment it is run in).
     """
     settings.job_dir.mkdir(parents=True, exist_ok=True)
     if settings.requeue and "checkpoint" in job.config:
         job.config["checkpoint"]["auto_resume"] = True  # a requeued start continues from `latest`
-    for name, text in ((CONFIG_FILE, job.config_yaml()), (SCRIPT_FILE, render_script(job, settings, workdir))):
+    data, secret_env = secrets_to_environment(job.config.to_container(resolve=False))
+    for name, text in ((CONFIG_FILE, dump_yaml(data)), (SCRIPT_FILE, render_script(job, settings, workdir))):
         partial = settings.job_dir / f".{name}.partial"
         partial.write_text(text, encoding="utf-8")
         partial.replace(settings.job_dir / name)
     script = settings.job_dir / SCRIPT_FILE
     script.chmod(0o755)
-    return script
+    return script, secret_env
 
 
 def launch_slurm(job: Job) -> int:
@@ -330,10 +343,15 @@ def launch_slurm(job: Job) -> int:
             "sets up their rendezvous; drop the flag(s) and set slurm.nodes instead"
         )
     settings = parse_slurm_section(job.section or {}, job.route.name, options.nproc_per_node)
-    script = write_job_files(job, settings, Path.cwd())
+    script, secret_env = write_job_files(job, settings, Path.cwd())
+    passed = (
+        f"; the config's literal secrets go to the job in its environment, never into a file: {', '.join(secret_env)}"
+        if secret_env
+        else ""
+    )
     if options.dry_run:
         print(script.read_text(encoding="utf-8"), end="")
-        print(f"# sbatch script written to {script} (not submitted: --dry-run)")
+        print(f"# sbatch script written to {script} (not submitted: --dry-run){passed}")
         return 0
     sbatch = shutil.which("sbatch")
     if sbatch is None:
@@ -341,10 +359,11 @@ def launch_slurm(job: Job) -> int:
             f"sbatch is not on PATH, so the job cannot be submitted from this machine; the script is in {script} "
             "(submit it from a login node with sbatch), or use --dry-run to only write it"
         )
-    result = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True, env=dict(os.environ))
+    environment = {**os.environ, **secret_env}  # sbatch exports its environment to the job
+    result = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True, env=environment)
     if result.returncode:
         print(result.stderr.strip(), file=sys.stderr)
         return result.returncode
     job_id = result.stdout.strip().split(";")[0]
-    print(f"submitted SLURM job {job_id}: script {script}, log {settings.job_dir}/slurm-{job_id}.out")
+    print(f"submitted SLURM job {job_id}: script {script}, log {settings.job_dir}/slurm-{job_id}.out{passed}")
     return 0

@@ -3,12 +3,16 @@
 Importing this package imports pyyaml only (no torch).
 """
 
+from automodel.config.denylist import DENIED_CALLABLES, DENIED_MODULES
 from automodel.config.errors import ConfigError, ConfigIndexError, ConfigKeyError, did_you_mean
 from automodel.config.instantiate import instantiate
 from automodel.config.loading import load_config, load_config_from_argv, split_config_args
 from automodel.config.node import ConfigList, ConfigNode, config_error, config_from_dict, location_of, yaml_path
-from automodel.config.overrides import Override, apply_overrides, parse_overrides
-from automodel.config.redact import REDACTED, is_secret_key, redact_secrets
+from automodel.config.overrides import Override, apply_overrides, parse_overrides, redact_override_args
+from automodel.config.redact import REDACTED, is_secret_key, literal_secret_paths, redact_secrets
+from automodel.config.remote_code import TRUST_ENV as TRUST_REMOTE_CODE_ENV
+from automodel.config.remote_code import TRUST_FLAG as TRUST_REMOTE_CODE_FLAG
+from automodel.config.remote_code import remote_code_allowed, trusts_remote_code
 from automodel.config.schema import (
     BUILT,
     OWNED,
@@ -22,17 +26,26 @@ from automodel.config.schema import (
     text,
 )
 from automodel.config.sections import build_section, check_sections, errors_named_by, plain_section
-from automodel.config.targets import DEFAULT_ALLOWED_PREFIXES, import_target
+from automodel.config.targets import ALLOW_FLAG as ALLOW_TARGET_FLAG
+from automodel.config.targets import ALLOWLIST_ENV as TARGET_ALLOWLIST_ENV
+from automodel.config.targets import DEFAULT_ALLOWED_PREFIXES, import_target, target_allowances
 from automodel.config.validate import ConfigErrors, find_problems, validate
-from automodel.config.yaml_io import dump_yaml, parse_yaml_text
+from automodel.config.yaml_io import MAX_VALUES, dump_yaml, parse_yaml_text
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
+    "ALLOW_TARGET_FLAG",
     "BUILT",
     "DEFAULT_ALLOWED_PREFIXES",
+    "DENIED_CALLABLES",
+    "DENIED_MODULES",
+    "MAX_VALUES",
     "OWNED",
     "REDACTED",
+    "TARGET_ALLOWLIST_ENV",
+    "TRUST_REMOTE_CODE_ENV",
+    "TRUST_REMOTE_CODE_FLAG",
     "ConfigError",
     "ConfigErrors",
     "ConfigIndexError",
@@ -57,6 +70,7 @@ __all__ = [
     "instantiate",
     "integer",
     "is_secret_key",
+    "literal_secret_paths",
     "load_config",
     "load_config_from_argv",
     "location_of",
@@ -64,10 +78,14 @@ __all__ = [
     "parse_overrides",
     "parse_yaml_text",
     "plain_section",
+    "redact_override_args",
     "redact_secrets",
+    "remote_code_allowed",
     "signature_settings",
     "split_config_args",
+    "target_allowances",
     "text",
+    "trusts_remote_code",
     "validate",
     "yaml_path",
 ]

@@ -8,21 +8,46 @@ from typing import Any
 
 from automodel.config.errors import ConfigError
 from automodel.config.node import ConfigList, ConfigNode, config_from_dict, yaml_path
-from automodel.config.targets import ALLOWLIST_KEY, allowed_prefixes, import_target, keyword_problem
+from automodel.config.redact import shown_value
+from automodel.config.targets import (
+    ALLOW_FLAG,
+    ALLOWLIST_ENV,
+    ALLOWLIST_KEY,
+    allowed_prefixes,
+    import_config_target,
+    keyword_problem,
+)
 
 TARGET_KEY = "_target_"
 PARTIAL_KEY = "_partial_"
 SPECIAL_KEYS = frozenset({TARGET_KEY, PARTIAL_KEY})
-ROOT_ONLY_KEYS = frozenset({ALLOWLIST_KEY, "recipe"})  # settings of the config itself, never keyword arguments
+ROOT_ONLY_KEYS = frozenset({"recipe"})  # settings of the config itself, never keyword arguments
+
+
+def refuse_self_granted_permissions(node: ConfigNode | ConfigList) -> None:
+    """Raise ConfigError, at its line, when the config holds a top-level ``target_allowlist``.
+
+    A config may not grant itself permissions: extensions of the allowed ``_target_`` modules
+    come only from ``--allow-target`` and $AUTOMODEL_TARGET_ALLOWLIST.
+    """
+    top = ConfigNode(node._root, ())
+    if ALLOWLIST_KEY in top:
+        raise top._error(
+            "a config may not grant itself permissions: it cannot extend the modules `_target_` may call",
+            ALLOWLIST_KEY,
+            f"remove the key; extensions come only from the command line (`{ALLOW_FLAG} NAME`, repeatable, a module "
+            f"prefix or one exact callable such as os.path.join) or the environment ({ALLOWLIST_ENV}=a,b)",
+        )
 
 
 def config_prefixes(node: ConfigNode | ConfigList) -> tuple[str, ...]:
-    """Return the allowed ``_target_`` prefixes for a config: defaults, env, and its ``target_allowlist``."""
-    top = ConfigNode(node._root, ())
-    extra = top.get(ALLOWLIST_KEY) or []
-    if isinstance(extra, str) or not all(isinstance(p, str) for p in extra):
-        raise top._error(f"`{ALLOWLIST_KEY}` must be a list of module names", ALLOWLIST_KEY)
-    return allowed_prefixes(list(extra))
+    """Return the allowed ``_target_`` prefixes for a config's targets.
+
+    They are the defaults, $AUTOMODEL_TARGET_ALLOWLIST and the ``--allow-target`` names the
+    config was loaded with. Raises ConfigError for a ``target_allowlist`` key in the config.
+    """
+    refuse_self_granted_permissions(node)
+    return allowed_prefixes(node._root.allow_targets)
 
 
 def _located(error: ConfigError, node: ConfigNode, key: Any = None) -> ConfigError:
@@ -44,13 +69,15 @@ def _build(value: Any, prefixes: tuple[str, ...], runtime_kwargs: Mapping | None
 
 
 def _call(node: ConfigNode, prefixes: tuple[str, ...], runtime_kwargs: Mapping) -> Any:
+    written = node._raw()[TARGET_KEY]
     try:
-        target = import_target(node[TARGET_KEY], prefixes)
+        target = import_config_target(node[TARGET_KEY], written, prefixes)
     except ConfigError as exc:
         raise _located(exc, node, TARGET_KEY) from None
     partial = node.get(PARTIAL_KEY, False)
     if not isinstance(partial, bool):
-        raise _located(ConfigError(f"`{PARTIAL_KEY}` must be true or false, got {partial!r}"), node, PARTIAL_KEY)
+        shown = shown_value((*node._path, PARTIAL_KEY), node._raw()[PARTIAL_KEY])
+        raise _located(ConfigError(f"`{PARTIAL_KEY}` must be true or false, got {shown}"), node, PARTIAL_KEY)
     skip = SPECIAL_KEYS | (ROOT_ONLY_KEYS if not node._path else frozenset())
     kwargs = {k: _build(node[k], prefixes) for k in node if k not in skip and k not in runtime_kwargs}
     kwargs.update(runtime_kwargs)
@@ -59,7 +86,7 @@ def _call(node: ConfigNode, prefixes: tuple[str, ...], runtime_kwargs: Mapping) 
         bad, suggestion = problem
         raise _located(
             ConfigError(
-                f"`{node[TARGET_KEY]}` takes no argument `{bad}`",
+                f"`{written}` takes no argument `{bad}`",
                 hint=f"did you mean `{suggestion}`?" if suggestion else "remove it or check the target's signature",
             ),
             node,
@@ -72,7 +99,7 @@ def _call(node: ConfigNode, prefixes: tuple[str, ...], runtime_kwargs: Mapping) 
     except Exception as exc:
         if hasattr(exc, "add_note"):
             where = yaml_path(node) or "<root>"
-            exc.add_note(f"while building config section `{where}` (_target_: {node[TARGET_KEY]})")
+            exc.add_note(f"while building config section `{where}` (_target_: {written})")
         raise
 
 

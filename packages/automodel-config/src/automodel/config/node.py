@@ -8,19 +8,25 @@ from typing import Any
 
 from automodel.config.errors import ConfigError, ConfigIndexError, ConfigKeyError, did_you_mean
 from automodel.config.interpolation import has_interpolation, interpolate
+from automodel.config.redact import redact_secrets, shown_value
 from automodel.config.yaml_io import Locations, dump_yaml, parse_yaml_value
 
 _MISSING = object()
 
 
 class _Root:
-    """What every view of one config shares: the raw data, source lines and resolution stack."""
+    """What every view of one config shares: the raw data, source lines, resolution stack and the loader's allowances.
+
+    ``allow_targets`` holds the ``--allow-target`` names the config was loaded with (never
+    anything the config itself says).
+    """
 
     def __init__(self, data: dict, locations: Locations | None = None, file: str | None = None) -> None:
         self.data = data
         self.locations: Locations = dict(locations or {})
         self.file = file
         self.resolving: list[str] = []
+        self.allow_targets: tuple[str, ...] = ()
 
 
 def dotted(path: Sequence) -> str:
@@ -73,8 +79,6 @@ class _View:
         With ``resolve`` a literal ``${`` in a resolved value is written escaped (``\\${``),
         so reloading the YAML reads the same values instead of new references.
         """
-        from automodel.config.redact import redact_secrets
-
         data = self.to_container(resolve=resolve)
         if resolve:
             data = _escape_references(data)
@@ -153,20 +157,22 @@ class ConfigNode(_View, Mapping):
         """Return the value at a dotted ``path`` below this section, or ``default`` when absent."""
         parts = split_path(path)
         node: Any = self
+        parent: _View = self
         for i, part in enumerate(parts):
             if not isinstance(node, _View):
                 if default is not _MISSING:
                     return default
                 where = (*self._path, *parts[:i])
                 file, line = self._root.locations.get(where, (self._root.file, None))
+                shown = shown_value(where, parent._raw()[parts[i - 1]])
                 raise ConfigKeyError(
-                    f"is a value ({node!r}), not a section, so `{path}` cannot go inside it",
+                    f"is a value ({shown}), not a section, so `{path}` cannot go inside it",
                     path=dotted(where),
                     file=file,
                     line=line,
                 )
             try:
-                node = node[part]
+                parent, node = node, node[part]
             except (KeyError, IndexError, TypeError):
                 if default is _MISSING:
                     raise

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from automodel.config.errors import ConfigError, did_you_mean
+from automodel.config.redact import REDACTED, is_secret_key, redact_secrets, shown_value
 from automodel.config.yaml_io import Locations, parse_yaml_value
 
 _SEGMENT = r"(?:[A-Za-z_][A-Za-z0-9_\-]*|[0-9]+)"
@@ -32,28 +33,22 @@ class Override:
     text: str
 
 
-def _parse_key(raw: str, text: str) -> tuple[str, tuple]:
-    op = "set"
+def _parse_key(written: str) -> tuple[str, tuple]:
+    op, raw = "set", written
     if raw.startswith(("+", "~")):
         op = "add" if raw[0] == "+" else "delete"
         raw = raw[1:]
     if not _KEY.match(raw):
         raise ConfigError(
-            f"override `{text}` has a malformed key `{raw}`",
+            f"override `--{written}` has a malformed key `{raw}`",
             file=SOURCE,
             hint="write --section.key VALUE, --section.key=VALUE, --+new_section.key VALUE or --~section.key",
         )
     return op, tuple(int(p) if p.isdigit() else p for p in raw.split("."))
 
 
-def parse_overrides(args: Sequence[str]) -> list[Override]:
-    """Parse command-line tokens into Overrides.
-
-    Accepts ``--a.b VALUE``, ``--a.b=VALUE``, ``--+a.b VALUE`` (may add a new top-level
-    section) and ``--~a.b`` (delete). VALUE is parsed as YAML (``1e-4`` float, ``[1,2]``
-    list, ``null`` None). Raises ConfigError for anything else.
-    """
-    overrides: list[Override] = []
+def _tokens(args: Sequence[str]) -> Iterator[tuple[str, int | None, bool]]:
+    """Yield (key as written after ``--``, index of the value's token or None, whether the value follows ``=``)."""
     tokens = list(args)
     i = 0
     while i < len(tokens):
@@ -64,29 +59,77 @@ def parse_overrides(args: Sequence[str]) -> list[Override]:
                 file=SOURCE,
                 hint="overrides are written --section.key VALUE or --section.key=VALUE",
             )
-        body = token[2:]
-        key, has_value, value_text = body.partition("=")
-        op, path = _parse_key(key, token)
-        if op == "delete":
-            if has_value:
-                raise ConfigError(f"`{token}`: a delete (~) takes no value", file=SOURCE, hint=f"write --{key}")
-            overrides.append(Override(op, path, None, token))
+        key, has_value, _ = token[2:].partition("=")
+        if has_value:
+            yield key, i, True
+        elif key.startswith("~"):
+            yield key, None, False
+        elif i + 1 >= len(tokens) or (tokens[i + 1].startswith("--") and len(tokens[i + 1]) > 2):
+            hint = f"write {token} VALUE or {token}=VALUE"
+            raise ConfigError(f"override `{token}` has no value", file=SOURCE, hint=hint)
+        else:
             i += 1
-            continue
-        if not has_value:
-            if i + 1 >= len(tokens) or (tokens[i + 1].startswith("--") and len(tokens[i + 1]) > 2):
-                raise ConfigError(
-                    f"override `{token}` has no value", file=SOURCE, hint=f"write {token} VALUE or {token}=VALUE"
-                )
-            value_text = tokens[i + 1]
-            i += 1
+            yield key, i, False
         i += 1
+
+
+def _is_secret(path: tuple, value: Any) -> bool:
+    return any(is_secret_key(p) for p in path) or redact_secrets(value) != value
+
+
+def parse_overrides(args: Sequence[str]) -> list[Override]:
+    """Parse command-line tokens into Overrides.
+
+    Accepts ``--a.b VALUE``, ``--a.b=VALUE``, ``--+a.b VALUE`` (may add a new top-level
+    section) and ``--~a.b`` (delete). VALUE is parsed as YAML (``1e-4`` float, ``[1,2]``
+    list, ``null`` None). Raises ConfigError for anything else; no message shows the value
+    of a secret key (``--hub.hf_token``).
+    """
+    tokens = list(args)
+    overrides: list[Override] = []
+    for key, index, after_equals in _tokens(tokens):
+        op, path = _parse_key(key)
+        if op == "delete":
+            if index is not None:
+                token = tokens[index]
+                raise ConfigError(f"`{token}`: a delete (~) takes no value", file=SOURCE, hint=f"write --{key}")
+            overrides.append(Override(op, path, None, f"--{key}"))
+            continue
+        value_text = tokens[index].partition("=")[2] if after_equals else tokens[index]
         try:
             value = parse_yaml_value(value_text)
         except ConfigError as exc:
-            raise ConfigError(f"the value of `{token}` is not valid YAML ({exc.message})", file=SOURCE) from None
-        overrides.append(Override(op, path, value, f"--{key} {value_text}"))
+            raise ConfigError(f"the value of `--{key}` is not valid YAML ({exc.message})", file=SOURCE) from None
+        shown = REDACTED if _is_secret(path, value) else value_text
+        overrides.append(Override(op, path, value, f"--{key} {shown}"))
     return overrides
+
+
+def redact_override_args(args: Sequence[str]) -> list[str]:
+    """Return override tokens with the value of every secret key replaced by ``<redacted>``, for printing.
+
+    A value is secret when a key on its path looks secret (``--model.hf_token abc``) or it is a
+    section holding one (``--+hub '{token: abc}'``). When the tokens do not parse as overrides,
+    every value is replaced.
+    """
+    tokens = list(args)
+    try:
+        for key, index, after_equals in _tokens(tokens):
+            if index is None:
+                continue
+            text = tokens[index].partition("=")[2] if after_equals else tokens[index]
+            if _is_secret(_parse_key(key)[1], parse_yaml_value(text)):
+                tokens[index] = f"--{key}={REDACTED}" if after_equals else REDACTED
+    except ConfigError:
+        return [_without_value(t) for t in args]
+    return tokens
+
+
+def _without_value(token: str) -> str:
+    if not token.startswith("--"):
+        return REDACTED
+    key, has_value, _ = token.partition("=")
+    return f"{key}={REDACTED}" if has_value else token
 
 
 def _dotted(path: Sequence) -> str:
@@ -105,7 +148,9 @@ def _child(container: Any, part: Any, override: Override, depth: int, create: bo
         return container[part]
     if not isinstance(container, dict):
         raise ConfigError(
-            f"override `{override.text}`: `{where}` is a value ({container!r}), not a section", file=SOURCE
+            f"override `{override.text}`: `{where}` is a value ({shown_value(override.path[:depth], container)}), "
+            "not a section",
+            file=SOURCE,
         )
     if part not in container:
         if not create:

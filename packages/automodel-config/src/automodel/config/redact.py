@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from automodel.config.interpolation import referenced_env_names, referenced_keys
+from automodel.config.interpolation import has_interpolation, referenced_env_names, referenced_keys
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = {"token", "key", "password", "passwd", "secret", "secrets", "apikey", "credential", "credentials"}
@@ -84,6 +85,39 @@ def is_secret_key(name: Any) -> bool:
     return not (words[-1] == "token" and len(words) > 1 and words[-2] in _PLAIN_TOKEN_WORDS)
 
 
+def reads_hidden_value(raw: Any) -> bool:
+    """True when a value as written reads the environment (``${env:NAME}``) or a secret-looking key (``${hub.token}``).
+
+    Messages show such a value as written, never what it reads.
+    """
+    return bool(referenced_env_names(raw)) or any(is_secret_key(k) for k in referenced_keys(raw))
+
+
+def shown_value(path: Sequence, raw: Any) -> str:
+    """Return how a message may show the value written at ``path``: ``<redacted>`` under a secret key, else its repr.
+
+    ``raw`` is the value as written (``${env:NAME}`` unresolved), so a value read from the
+    environment is shown as the reference, never as what it reads.
+    """
+    return REDACTED if any(is_secret_key(p) for p in path) else repr(raw)
+
+
+def literal_secret_paths(data: Any, path: tuple = ()) -> list[tuple]:
+    """Return the paths of secrets written as literals in plain (unresolved) config data.
+
+    A literal secret is a non-empty string or number, without ``${...}``, under a key that looks
+    secret (``hub.hf_token: hf_abc``, ``secrets: {wandb: abc}``); ``${env:HF_TOKEN}`` is a
+    reference and is not one.
+    """
+    if isinstance(data, dict):
+        return [p for key, value in data.items() for p in literal_secret_paths(value, (*path, key))]
+    if isinstance(data, list):
+        return [p for index, value in enumerate(data) for p in literal_secret_paths(value, (*path, index))]
+    if not any(is_secret_key(p) for p in path) or has_interpolation(data) or not _hideable(data):
+        return []
+    return [path]
+
+
 def redact_secrets(data: Any, raw: Any = None) -> Any:
     """Return a copy of ``data`` with secret values replaced by ``<redacted>``.
 
@@ -115,5 +149,8 @@ def _redact_all(value: Any) -> Any:
         return {k: _redact_all(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact_all(v) for v in value]
-    scalar = isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != ""
-    return REDACTED if scalar else value
+    return REDACTED if _hideable(value) else value
+
+
+def _hideable(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != ""

@@ -7,7 +7,7 @@ from typing import Any
 from automodel.config.errors import ConfigError
 from automodel.config.instantiate import PARTIAL_KEY, ROOT_ONLY_KEYS, SPECIAL_KEYS, TARGET_KEY, config_prefixes
 from automodel.config.node import ConfigList, ConfigNode
-from automodel.config.targets import import_target, keyword_problem
+from automodel.config.targets import import_config_target, keyword_problem
 
 
 class ConfigErrors(ConfigError):
@@ -32,7 +32,7 @@ def _at(node: ConfigNode | ConfigList, key: Any, error: ConfigError) -> ConfigEr
 
 def _check_section(node: ConfigNode, prefixes: tuple[str, ...], found: list[ConfigError]) -> None:
     try:
-        target = import_target(node[TARGET_KEY], prefixes)
+        target = import_config_target(node[TARGET_KEY], node._raw()[TARGET_KEY], prefixes)
     except ConfigError as exc:
         found.append(_at(node, TARGET_KEY, exc))
         return

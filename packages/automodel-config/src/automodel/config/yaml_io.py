@@ -17,6 +17,7 @@ from automodel.config.errors import ConfigError
 
 Location = tuple[str, int]  # (file, 1-based line)
 Locations = dict[tuple, Location]
+MAX_VALUES = 1_000_000  # values a document may expand to through anchors and aliases
 
 _FLOAT = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -138,17 +139,60 @@ def _dotted(path: tuple) -> str:
     return ".".join(str(p) for p in path)
 
 
+def expanded_size(node: yaml.Node, limit: int = MAX_VALUES) -> int:
+    """Return how many values the composed ``node`` expands to once every alias is copied, counting up to ``limit + 1``.
+
+    Each node is measured once (aliases share nodes), so a "billion laughs" document is
+    measured in the time it takes to read it. An alias inside its own anchor counts 0 here
+    (reading it is an error of its own).
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(current: yaml.Node) -> int:
+        key = id(current)
+        if key in sizes or key in active:
+            return sizes.get(key, 0)
+        active.add(key)
+        if isinstance(current, yaml.SequenceNode):
+            children = current.value
+        elif isinstance(current, yaml.MappingNode):
+            children = [child for pair in current.value for child in pair]
+        else:
+            children = []
+        total = 1
+        for child in children:
+            total = min(total + size(child), limit + 1)
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(node)
+
+
 def parse_yaml_text(text: str, file: str = "<string>") -> tuple[Any, Locations]:
-    """Parse YAML text into plain data and a map from key path tuples to (file, line)."""
+    """Parse YAML text into plain data and a map from key path tuples to (file, line).
+
+    Raises ConfigError for invalid YAML, and for a document nested too deeply or expanding,
+    through anchors and aliases, to more than ``MAX_VALUES`` values (a "billion laughs").
+    """
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        if expanded_size(node) > MAX_VALUES:
+            raise ConfigError(
+                f"the YAML expands to more than {MAX_VALUES:,} values through anchors and aliases (&name / *name)",
+                file=file,
+                hint="this looks like a YAML bomb; write the repeated sections out, or use fewer nested aliases",
+            )
         builder = _Builder(loader, file)
         return builder.build(node, ()), builder.locations
     except yaml.YAMLError as exc:
         raise _mark_error(exc, file) from None
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply to read", file=file, hint="flatten its sections") from None
     finally:
         loader.dispose()
 

@@ -20,6 +20,8 @@ def main(cfg) -> int:
         raise ToyError("toy: `behaviour` asked for a user error")
     if behaviour == "crash":
         raise RuntimeError("toy recipe crashed on purpose")
+    if behaviour == "echo":
+        raise ToyError(f"toy: `value` must be a number, got {cfg.value!r}")
     built = cfg.model.instantiate() if "model" in cfg else None
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
