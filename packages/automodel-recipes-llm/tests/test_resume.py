@@ -71,7 +71,8 @@ def test_async_save_writes_the_same_weights_as_a_synchronous_save(task, tmp_path
     assert sync.keys() == written.keys() and all(torch.equal(sync[k], written[k]) for k in sync)
 
 
-def test_sigterm_saves_at_the_next_step_and_exits_zero(task, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT (Ctrl-C)"])
+def test_a_stop_signal_saves_at_the_next_step_and_exits_zero(task, tmp_path, sig):
     cfg = sft_config(task, tmp_path, step_scheduler=_schedule(100000, 0), validation_dataset=None)
     path = tmp_path / "cfg.yaml"
     path.write_text(dump_yaml(cfg.to_container()))
@@ -81,10 +82,10 @@ def test_sigterm_saves_at_the_next_step_and_exits_zero(task, tmp_path):
     while not (tmp_path / "training.jsonl").exists() or len(read_jsonl(tmp_path / "training.jsonl")) < 3:
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
         time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert "SIGTERM received" in err
+    assert f"{sig.name} received" in err
     latest = (tmp_path / "latest").read_text().strip()
     assert (tmp_path / latest / "train_state.json").is_file()
     assert int(latest.split("_")[1]) >= 3
