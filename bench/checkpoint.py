@@ -11,8 +11,15 @@ are the median of 3 runs:
   (they fill a model built beforehand; ``from_pretrained`` builds its own), ``total s`` goes
   from nothing to a model holding the weights for all three;
 - stall: how long ``Checkpointer.save`` (HF weights + DCP model/AdamW state + RNG) blocks the
-  training loop, synchronous vs ``async_save=True`` (the second save of the process; the CSV
-  has the first too), and ``total s`` until its files are complete.
+  training loop, synchronous vs ``async_save=True`` (the median of the 3 saves after the
+  process's first; the CSV has the first too), and ``total s`` until its files are complete;
+- durability: what the manifest's xxh3_128 checksums and fsync cost a synchronous save. One
+  process saves the same state again and again, the four variants in turn (a warm-up round,
+  then 5 rounds, each in another order; the page cache written back before each save):
+  checksums and fsync as shipped, the checksums replaced by nothing, every ``os.fsync`` (DCP's
+  own included) made a no-op, and both; medians. Taking turns within one process keeps the
+  disk's drift out of the ratios, not its noise: the last two rows time the checksums and the
+  fsync calls inside the shipped saves themselves, which the noise does not blur.
 
 Prints one table and writes bench/results/checkpoint.csv.
 
@@ -22,8 +29,8 @@ Prints one table and writes bench/results/checkpoint.csv.
 Memory is the peak resident memory above what the process held before the measured call
 (VmHWM, reset through /proc/self/clear_refs), in GiB; ``total GiB`` of a load starts before
 the model is built, so all three include the model itself; a stall's starts before the
-first of its two saves. Pages of files mapped by safetensors count as resident. Ratios are
-the row's time over ours (stall rows: over async).
+first of its saves. Pages of files mapped by safetensors count as resident. Ratios are
+the row's time over ours (stall rows: over async; durability rows: over the save with neither).
 """
 
 from __future__ import annotations
@@ -53,6 +60,15 @@ LOADS = {
     "load_torch": "torch.load + load_state_dict",
 }
 STALLS = {"stall_sync": "Checkpointer.save", "stall_async": "Checkpointer.save async"}
+DURABILITY = {
+    "shipped": "checksums + fsync (the default)",
+    "no_checksums": "fsync, no checksums",
+    "no_fsync": "checksums, no fsync",
+    "neither": "neither",
+    "checksums": "default: of which computing checksums",
+    "fsync": "default: of which in fsync (DCP's too)",
+}
+DURABILITY_ROUNDS = 5  # a save's time varies by a few seconds with the disk: more rounds than REPEATS
 REPEATS = 3
 
 
@@ -113,7 +129,7 @@ def build(config: dict[str, Any]) -> torch.nn.Module:
     return LlamaForCausalLM(LlamaConfig(**config)).eval()
 
 
-def measure(name: str, config: dict[str, Any], work: str) -> dict[str, float]:
+def measure(name: str, config: dict[str, Any], work: str) -> dict[str, Any]:
     """Run one measurement in this (fresh) process; files go to and come from ``work``."""
     work_dir = Path(work)
     if name in LOADS:
@@ -121,6 +137,8 @@ def measure(name: str, config: dict[str, Any], work: str) -> dict[str, float]:
     model = build(config)
     if name in STALLS:
         return _stall(name, model, work_dir)
+    if name == "durability":
+        return _durability(model, work_dir)
     from automodel.checkpoint import save_hf_weights
 
     times, extras = [], []
@@ -184,26 +202,96 @@ def _load_once(name: str, config: dict[str, Any], work_dir: Path) -> tuple[float
     return end - loading, end - begin, peak - base, max(peak, build_peak) - ready_base
 
 
-def _stall(name: str, model: torch.nn.Module, work_dir: Path) -> dict[str, float]:
+def _durability(model: torch.nn.Module, work_dir: Path) -> dict[str, dict[str, float]]:
+    """Synchronous saves of every variant of DURABILITY in turn; the median seconds and peak memory of each."""
+    import automodel.checkpoint.manifest as manifest
     from automodel.checkpoint import Checkpointer
 
+    optimizer = _stepped_adamw(model)
+    checkpointer = Checkpointer(work_dir / "durability", keep_last_n=1)
+    real_digest, real_fsync = manifest.file_digest, os.fsync
+    spent = {"checksums": 0.0, "fsync": 0.0}  # inside the save being measured
+
+    def timed_digest(descriptor: int, size: int) -> str:
+        begin = time.perf_counter()
+        digest = real_digest(descriptor, size)
+        spent["checksums"] += time.perf_counter() - begin
+        return digest
+
+    def timed_fsync(descriptor: int) -> None:
+        begin = time.perf_counter()
+        real_fsync(descriptor)
+        spent["fsync"] += time.perf_counter() - begin
+
+    variants = ["shipped", "no_checksums", "no_fsync", "neither"]
+    seconds: dict[str, list[float]] = {name: [] for name in DURABILITY}
+    peaks: dict[str, list[float]] = {name: [] for name in DURABILITY}
+    step = 0
+    try:
+        for round_ in range(1 + DURABILITY_ROUNDS):  # round 0 warms up: fresh pages, first writes of the files
+            for name in variants[round_ % 4 :] + variants[: round_ % 4]:
+                manifest.file_digest = timed_digest if name in ("shipped", "no_fsync") else _no_digest
+                os.fsync = timed_fsync if name in ("shipped", "no_checksums") else _no_fsync
+                spent.update(checksums=0.0, fsync=0.0)
+                step += 1
+                base = start_peak()  # also writes back what the previous save left in the page cache
+                begin = time.perf_counter()
+                checkpointer.save(step, model=model, optimizer=optimizer)
+                if not round_:
+                    continue
+                seconds[name].append(time.perf_counter() - begin)
+                peaks[name].append(rss_gib("VmHWM") - base)
+                if name == "shipped":  # where that save's time went (its memory too)
+                    for part in spent:
+                        seconds[part].append(spent[part])
+                        peaks[part].append(peaks[name][-1])
+    finally:
+        manifest.file_digest, os.fsync = real_digest, real_fsync
+    return {
+        name: {
+            "seconds": statistics.median(times),
+            "extra_gib": max(peaks[name]),
+            "total_seconds": statistics.median(times),
+            "total_gib": max(peaks[name]),
+        }
+        for name, times in seconds.items()
+    }
+
+
+def _no_digest(descriptor: int, size: int) -> str:
+    return ""
+
+
+def _no_fsync(descriptor: int) -> None:
+    pass
+
+
+def _stepped_adamw(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW after one step on the model: it holds its two moments, so the state is 3x the weights."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     ids = torch.randint(0, VOCAB, (1, 16), generator=torch.Generator().manual_seed(1))
     model(input_ids=ids, labels=ids).loss.backward()
-    optimizer.step()  # AdamW now holds its two moments: the state is 3x the weights
+    optimizer.step()
+    return optimizer
+
+
+def _stall(name: str, model: torch.nn.Module, work_dir: Path) -> dict[str, float]:
+    from automodel.checkpoint import Checkpointer
+
+    optimizer = _stepped_adamw(model)
     checkpointer = Checkpointer(work_dir / name, async_save=name == "stall_async", keep_last_n=1)
-    stalls = []
+    stalls, totals = [], []
     base = start_peak()
-    for step in (1, 2):  # the first save of a process also pays for fresh pages; a run saves again and again
+    for step in range(1 + REPEATS):  # the first save of a process also pays for fresh pages; a run saves again
         begin = time.perf_counter()
         checkpointer.save(step, model=model, optimizer=optimizer, write_model_files=model.config.save_pretrained)
         stalls.append(time.perf_counter() - begin)
         checkpointer.wait()
-        done = time.perf_counter()
+        totals.append(time.perf_counter() - begin)
     return {
-        "seconds": stalls[1],
+        "seconds": statistics.median(stalls[1:]),
         "extra_gib": rss_gib("VmHWM") - base,
-        "total_seconds": done - begin,
+        "total_seconds": statistics.median(totals[1:]),
         "total_gib": rss_gib("VmHWM") - base,
         "first_save_seconds": stalls[0],
     }
@@ -239,7 +327,7 @@ def main() -> None:
     spawn = multiprocessing.get_context("spawn")
     results = {}
     try:
-        for name in [*SAVES, *LOADS, *STALLS]:
+        for name in [*SAVES, *LOADS, *STALLS, "durability"]:
             with spawn.Pool(1) as pool:  # a fresh process: no allocator state carried between measurements
                 results[name] = pool.apply(measure, (name, config, str(work)))
             print(f"{name}: {results[name]}", flush=True)
@@ -248,6 +336,8 @@ def main() -> None:
     rows = [_row("save", tool, results[n], results["save_ours"]) for n, tool in SAVES.items()]
     rows += [_row("load", tool, results[n], results["load_ours"]) for n, tool in LOADS.items()]
     rows += [_row("stall", tool, results[n], results["stall_async"]) for n, tool in STALLS.items()]
+    durability = results["durability"]
+    rows += [_row("durability", tool, durability[n], durability["neither"]) for n, tool in DURABILITY.items()]
     params = parameter_count(config)
     for row in rows:
         row.update(params=params, torch=version("torch"), transformers=version("transformers"))
@@ -256,8 +346,9 @@ def main() -> None:
         f"\nLlama {params / 1e6:.1f}M params fp32 on CPU ({torch.get_num_threads()} threads), "
         f"{params * 4 / 2**30:.2f} GiB of weights. s, GiB: the call and its peak resident memory above the "
         "process before it (load: into a built model, then one read of every weight; from_pretrained builds "
-        "its own; stall: until save() returns, the process's second save). total s, GiB: load from nothing, "
-        "model building included; stall until the files are complete. ratio: row time / ours (stall: / async)."
+        "its own; stall: until save() returns, median of the process's saves 2-4). total s, GiB: load from nothing, "
+        "model building included; stall until the files are complete. ratio: row time / ours (stall: / async; "
+        "durability: / neither)."
     )
     header = ["operation", "tool", "s", "GiB", "total s", "total GiB", "ratio", "total ratio"]
     keys = ["operation", "tool", "seconds", "extra_gib", "total_seconds", "total_gib", "time_ratio"]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from checkpoint_test_helpers import TinyNet, build_run, train
+from checkpoint_test_helpers import TinyNet, build_run, flip_bytes, train
 from safetensors.torch import save_file
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
-from automodel.checkpoint import Checkpointer, load_hf_weights_into
+from automodel.checkpoint import Checkpointer, CheckpointError, load_hf_weights_into
 
 
 def fsdp2(model: torch.nn.Module) -> None:
@@ -32,7 +32,8 @@ def full_state(run) -> dict[str, torch.Tensor]:
 
 
 def save_on_two_ranks(rank: int, run_dir: str, port: int) -> None:
-    """Train 5 steps on 2 ranks, saving asynchronously at steps 3 and 5; rank 0 writes reference.safetensors."""
+    """Train 5 steps on 2 ranks, saving asynchronously at steps 3 and 5, then load step 3 on both ranks, intact
+    and damaged (each rank writes damaged_load_rank{R}.txt); rank 0 writes reference.safetensors."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
@@ -51,6 +52,21 @@ def save_on_two_ranks(rank: int, run_dir: str, port: int) -> None:
             )
             reference.update({f"step{step}.{k}": v for k, v in full_state(run).items()})
         checkpointer.close()
+
+        # Both ranks resume step 3, each checking its share of the files against the manifest;
+        # once rank 0 damages a file, both refuse it with the same message.
+        step3 = Path(run_dir) / "ckpt" / "step_000003"
+        resumed = build_run(rank=rank, world_size=2, shard=fsdp2)
+        checkpointer.load(step3, model=resumed.model, optimizer=resumed.optimizer, stateful=resumed.stateful())
+        if rank == 0:
+            flip_bytes(step3 / "dataloader" / "rank1.json")
+        dist.barrier()
+        try:
+            checkpointer.load(step3, model=resumed.model, optimizer=resumed.optimizer, stateful=resumed.stateful())
+            outcome = "loaded"
+        except CheckpointError as error:
+            outcome = str(error)
+        (Path(run_dir) / f"damaged_load_rank{rank}.txt").write_text(outcome)
 
         resharded = TinyNet()
         fsdp2(resharded)

@@ -10,6 +10,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -130,3 +131,27 @@ def tiny_llama(tie_word_embeddings: bool = False, seed: int = 0) -> Any:
         attn_implementation="eager",
     )
     return LlamaForCausalLM(config).eval()
+
+
+def flip_bytes(path: Path, count: int = 1) -> None:
+    """Invert ``count`` bytes (all of a shorter file) in the middle of ``path``, keeping its size."""
+    data = bytearray(path.read_bytes())
+    count = min(count, len(data))
+    start = (len(data) - count) // 2
+    for index in range(start, start + count):
+        data[index] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    """Cut ``path`` to half its size, as a copy or a disk that stopped halfway would."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def reseal(step_dir: Path) -> None:
+    """Rewrite a step's manifest.json to match its files as they are now: a foreign or tampered checkpoint
+    whose manifest agrees with it, so only the readers themselves stand between it and the run."""
+    from automodel.checkpoint.manifest import seal, step_files, write_manifest
+
+    write_manifest(step_dir, seal(step_dir, step_files(step_dir)))

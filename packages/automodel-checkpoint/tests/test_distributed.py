@@ -39,6 +39,15 @@ def test_two_fsdp2_ranks_save_and_one_process_resumes_from_their_checkpoint(tmp_
     assert rng[0] != rng[1]
     assert sorted(p.name for p in (step_dir / "optim").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
 
+    # The manifest lists every rank's files; a damaged one was refused on both ranks with the same message.
+    manifest = json.loads((step_dir / "manifest.json").read_text())["files"]
+    assert {"optim/__1_0.distcp", "rng/rank1.json", "dataloader/rank1.json", "model/model.safetensors.index.json"} <= {
+        *manifest
+    }
+    outcomes = [(tmp_path / f"damaged_load_rank{r}.txt").read_text() for r in range(2)]
+    assert outcomes[0] == outcomes[1]
+    assert f"{ckpt / 'step_000003' / 'dataloader' / 'rank1.json'} does not match its xxh3_128 checksum" in outcomes[0]
+
     # model/ holds the whole weights, gathered from the shards, at each saved step (written in the background).
     for step in (3, 5):
         consolidated = load_hf_weights(ckpt / f"step_{step:06d}" / "model")

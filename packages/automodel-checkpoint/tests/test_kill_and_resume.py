@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import time
@@ -99,3 +100,14 @@ def test_sigkill_mid_save_and_at_random_moments_then_sigterm_ends_like_an_uninte
     assert all(torch.equal(final[k], v) for k, v in reference.model.state_dict().items())
     assert not _partial_dirs(ckpt)
     assert sorted(p.name for p in ckpt.glob("step_*")) == [f"step_{STEPS - EVERY:06d}", f"step_{STEPS:06d}"]
+
+
+def test_ctrl_c_saves_at_the_next_step_and_exits_zero(tmp_path, forkserver) -> None:
+    process = _start(forkserver, tmp_path, async_save=False)
+    _wait_for(lambda: _steps_logged(tmp_path) >= 2, process)
+    os.kill(process.pid, signal.SIGINT)
+    process.join(timeout=60)
+    assert process.exitcode == 0
+    stopped = _events(tmp_path)[-1]
+    assert stopped["signal"] == "SIGINT"
+    assert (tmp_path / "ckpt" / "latest").read_text().strip() == f"step_{stopped['saved']:06d}"

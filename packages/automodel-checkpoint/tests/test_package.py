@@ -11,7 +11,7 @@ import automodel.checkpoint as checkpoint
 from automodel.checkpoint import CheckpointError
 
 SOURCE = Path(checkpoint.__file__).parent
-DECLARED = {"torch", "safetensors"}
+DECLARED = {"torch", "safetensors", "xxhash"}
 
 
 def _runtime_imports(path: Path) -> set[str]:
@@ -25,7 +25,7 @@ def _runtime_imports(path: Path) -> set[str]:
     return names
 
 
-def test_the_package_imports_only_torch_and_safetensors_and_no_other_automodel_package() -> None:
+def test_the_package_imports_only_its_declared_dependencies_and_no_other_automodel_package() -> None:
     imported = set().union(*(_runtime_imports(path) for path in SOURCE.rglob("*.py")))
     third_party = {name.split(".")[0] for name in imported} - set(sys.stdlib_module_names) - {"__future__"}
     assert third_party == DECLARED | {"automodel"}
@@ -55,4 +55,4 @@ def test_every_public_name_is_documented_and_typed() -> None:
 def test_checkpoint_error_is_a_value_error_the_cli_prints_as_a_user_error() -> None:
     assert issubclass(CheckpointError, ValueError)
     assert CheckpointError.user_error is True
-    assert checkpoint.__version__ == "0.3.0"
+    assert checkpoint.__version__ == "0.4.0"

@@ -12,7 +12,7 @@ import threading
 import numpy
 import pytest
 import torch
-from checkpoint_test_helpers import TinyNet
+from checkpoint_test_helpers import TinyNet, reseal
 
 from automodel.checkpoint import Checkpointer, CheckpointError, SaveOnSignal
 from automodel.checkpoint.json_state import decode_state, encode_state
@@ -60,6 +60,7 @@ def test_a_dcp_metadata_file_that_would_run_code_is_refused(tmp_path, monkeypatc
     checkpointer = Checkpointer(tmp_path / "run")
     step_dir = checkpointer.save(1, model=TinyNet(), optimizer=None)
     (step_dir / "optim" / ".metadata").write_bytes(pickle.dumps(_RunsCode()))
+    reseal(step_dir)  # a foreign checkpoint whose manifest agrees with its files
     with pytest.raises(CheckpointError, match=r"\.system is not part of a DCP metadata file"):
         checkpointer.load(step_dir, model=TinyNet())
     assert not (tmp_path / "pwned").exists()
@@ -88,3 +89,14 @@ def test_save_on_signal_records_the_signal_and_restores_the_previous_handler() -
     worker.join()
     assert "enter it in the main thread" in str(errors[0])
     assert signal.getsignal(signal.SIGTERM) is terminate
+
+
+def test_sigint_is_caught_by_default_and_a_second_one_interrupts() -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    assert signal.SIGINT in SaveOnSignal().signals
+    with pytest.raises(KeyboardInterrupt), SaveOnSignal() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: save at the next step boundary
+        assert stop.requested and stop.signal == "SIGINT"
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again while waiting: stop now
+        pytest.fail("the second SIGINT did not interrupt")
+    assert signal.getsignal(signal.SIGINT) is previous

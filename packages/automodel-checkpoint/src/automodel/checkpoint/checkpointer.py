@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,17 +20,39 @@ import torch
 from torch.distributed.tensor import DTensor
 
 from automodel.checkpoint import layout
-from automodel.checkpoint.errors import CheckpointError
+from automodel.checkpoint.durable import fsync_dir, fsync_tree
+from automodel.checkpoint.errors import CheckpointError, brief
 from automodel.checkpoint.fingerprint import check_same_model
 from automodel.checkpoint.hf_weights import save_hf_weights
-from automodel.checkpoint.json_state import decode_state, encode_state
+from automodel.checkpoint.json_state import decode_state, encode_state, read_json_file
+from automodel.checkpoint.manifest import (
+    MANIFEST,
+    check_step,
+    corrupted_error,
+    parse_verify,
+    seal,
+    step_files,
+    write_manifest,
+    writer_rank,
+)
 from automodel.checkpoint.options import parse_max_shard_size, parse_save_dtype
-from automodel.checkpoint.process_group import barrier, broadcast_from_rank0, new_checkpoint_group, rank
+from automodel.checkpoint.process_group import (
+    all_gather,
+    barrier,
+    broadcast_from_rank0,
+    new_checkpoint_group,
+    rank,
+    world_size,
+)
 from automodel.checkpoint.resume_state import capture_resume_state, restore_resume_state, write_resume_state
 from automodel.checkpoint.rng import capture_rng_state, restore_rng_state
+from automodel.checkpoint.run_lock import RunDirLock, lock_run_dir
 from automodel.checkpoint.tensors import CpuStager, materialize, unique_entries
 
-_RESERVED = {layout.MODEL_DIR, layout.RESUME_DIR, layout.RNG_DIR, layout.TRAIN_STATE, layout.LATEST}
+_RESERVED = {layout.MODEL_DIR, layout.RESUME_DIR, layout.RNG_DIR, layout.TRAIN_STATE, layout.LATEST, MANIFEST}
+# What a damaged or foreign state file makes load_state_dict, decode_state or the RNG setters raise.
+_BAD_STATE = (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, OverflowError)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,10 +74,13 @@ class Checkpointer:
     A step folder holds ``model/`` (consolidated HF safetensors, loadable by
     ``from_pretrained``), ``optim/`` (model and optimizer state in torch.distributed.checkpoint
     format, resharded on load), ``rng/rank{R}.json``, one ``<name>/rank{R}.json`` per stateful
-    object and ``train_state.json``. It is written under a temporary name and renamed when
-    complete; ``latest`` is replaced after that, so a run killed at any moment leaves only
-    complete steps under their names. With torch.distributed initialized every rank must
-    construct it and call ``save``/``load`` together.
+    object, ``train_state.json`` and ``manifest.json`` (every file's size and xxh3_128
+    checksum). It is written under a temporary name, flushed to the disk (files and folders)
+    and renamed when complete; ``latest`` is replaced after that, so a run killed at any
+    moment, or a machine that loses power, leaves only complete steps under their names.
+    ``latest`` never moves back to an older step while a newer one exists. ``load`` checks
+    the files against the manifest before reading any. With torch.distributed initialized
+    every rank must construct it and call ``save``/``load`` together.
 
     Args:
         dir: the run's checkpoint folder.
@@ -62,6 +90,16 @@ class Checkpointer:
         max_shard_size: largest weight file of ``model/``: "5GB", "500MB", or bytes.
         save_dtype: cast floating weights of ``model/`` to "bf16", "fp16" or "fp32"; None keeps them.
             ``optim/`` always keeps the exact training dtype.
+        verify: how ``load`` checks a step against its manifest: "full" (sizes and checksums of
+            every file), "size" (sizes only: fast for huge checkpoints) or "off". A step saved
+            before manifests existed (automodel-checkpoint < 0.4) loads with a logged warning.
+        lock: take ``lock_run_dir(dir)`` (on rank 0) until ``close()``, so no other process can
+            use the folder meanwhile. ``build_checkpointer`` sets it for every recipe run; several
+            checkpointers of one process may share a folder.
+
+    Raises:
+        CheckpointError: a setting with an impossible value, ``dir`` is a file, or (with ``lock``)
+            another process holds the folder.
     """
 
     def __init__(
@@ -72,6 +110,8 @@ class Checkpointer:
         async_save: bool = False,
         max_shard_size: str | int = "5GB",
         save_dtype: str | torch.dtype | None = None,
+        verify: str = "full",
+        lock: bool = False,
     ) -> None:
         if keep_last_n is not None and (type(keep_last_n) is not int or keep_last_n < 1):
             raise CheckpointError(
@@ -79,15 +119,29 @@ class Checkpointer:
             )
         parse_max_shard_size(max_shard_size)
         self.dir = Path(dir)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise CheckpointError(f"checkpoint dir {self.dir} is a file; set checkpoint.dir to a folder")
         self.keep_last_n = keep_last_n
         self.async_save = async_save
         self.max_shard_size = max_shard_size
         self.save_dtype = parse_save_dtype(save_dtype)
+        self.verify = parse_verify(verify)
         self._group = new_checkpoint_group()
-        self._tag = str(broadcast_from_rank0(os.getpid(), self._group))
+        self._lock: RunDirLock | None = None
+        failure = None
+        if lock and rank() == 0:
+            try:
+                self._lock = lock_run_dir(self.dir)
+            except CheckpointError as error:
+                failure = str(error)
+        pid, failure = broadcast_from_rank0((os.getpid(), failure), self._group)
+        if failure is not None:
+            raise CheckpointError(failure)
+        self._tag = str(pid)
         self._stager = CpuStager()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._verified: Path | None = None
 
     def save(
         self,
@@ -123,8 +177,10 @@ class Checkpointer:
             The step folder. With ``async_save`` it exists once ``wait()`` returns.
 
         Raises:
-            CheckpointError: a negative step, a stateful or extra file name that cannot be used, or
-                state that JSON cannot hold; nothing is written then.
+            CheckpointError: a negative step, a stateful or extra file name that cannot be used,
+                state that JSON cannot hold, or ``latest`` naming a newer step than ``step`` that
+                still exists (another run saves into this folder, or this run went back to an
+                older step): nothing is written then. Also a folder that cannot be written.
         """
         self.wait()
         if type(step) is not int or step < 0:
@@ -147,15 +203,23 @@ class Checkpointer:
             stateful={n: json.dumps(encode_state(o.state_dict(), f"stateful[{n!r}]")) for n, o in stateful.items()},
             train_state=_train_state_json(step, train_state or {}),
         )
+        failure = None
         if rank() == 0:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            layout.remove_partials(self.dir)
-            (job.partial / layout.MODEL_DIR).mkdir(parents=True)
-            if write_model_files is not None:
-                write_model_files(job.partial / layout.MODEL_DIR)
-            for name, text in extra_files.items():
-                _write_text(job.partial / name, text)
-        barrier(self._group)
+            try:
+                self._check_latest_is_not_newer(step)
+                with _writing(self.dir):
+                    self.dir.mkdir(parents=True, exist_ok=True)
+                    layout.remove_partials(self.dir)
+                    (job.partial / layout.MODEL_DIR).mkdir(parents=True)
+                    if write_model_files is not None:
+                        write_model_files(job.partial / layout.MODEL_DIR)
+                    for name, text in extra_files.items():
+                        _write_text(job.partial / name, text)
+            except CheckpointError as error:
+                failure = str(error)
+        failure = broadcast_from_rank0(failure, self._group)  # also the barrier: the folder exists
+        if failure is not None:
+            raise CheckpointError(failure)
         if not self.async_save:
             self._write(job)
             return job.final
@@ -174,8 +238,13 @@ class Checkpointer:
             raise error
 
     def close(self) -> None:
-        """Finish any background save (see ``wait``)."""
-        self.wait()
+        """Finish any background save (see ``wait``), then release the run-folder lock (see ``lock``)."""
+        try:
+            self.wait()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def latest(self) -> Path | None:
         """Return the step folder ``<dir>/latest`` names, or None when nothing was saved yet."""
@@ -239,15 +308,84 @@ class Checkpointer:
             The contents of ``train_state.json`` (with ``step``).
 
         Raises:
-            CheckpointError: the folder is incomplete, does not match the model, or lacks this rank's files.
+            CheckpointError: the folder is incomplete or corrupted (see ``verify_step``), does not
+                match the model, or lacks this rank's files.
         """
         self.wait()
         path = self._complete(Path(step_dir), f"step folder {step_dir}")
+        if path != self._verified:
+            self.verify_step(path)
+        self._verified = None
+        train_state = read_json_file(path / layout.TRAIN_STATE)
+        if not isinstance(train_state, dict):
+            raise CheckpointError(
+                f"{path / layout.TRAIN_STATE} holds {type(train_state).__name__}, not an object of training "
+                "state; the checkpoint is corrupted: restore from another step"
+            )
         restore_resume_state(path / layout.RESUME_DIR, model, optimizer, self._group)
         for name, obj in (stateful or {}).items():
-            obj.load_state_dict(decode_state(self._read_rank_file(path, name, from_rank0=name in replicated)))
-        restore_rng_state(self._read_rank_file(path, layout.RNG_DIR, from_rank0=True))
-        return json.loads((path / layout.TRAIN_STATE).read_text(encoding="utf-8"))
+            file = self._rank_file(path, name, from_rank0=name in replicated)
+            with _loading(file, name):
+                state = decode_state(read_json_file(file))
+                _check_resembles(state, obj.state_dict())
+                obj.load_state_dict(state)
+        file = self._rank_file(path, layout.RNG_DIR, from_rank0=True)
+        with _loading(file, "the random number generators"):
+            restore_rng_state(read_json_file(file))
+        return train_state
+
+    def verify_step(self, step_dir: str | os.PathLike[str]) -> None:
+        """Check a step's files against its ``manifest.json`` as ``verify`` says, before anything reads them.
+
+        Every rank must call it together; the files are shared out among them. The next ``load``
+        of the same step does not check it again (``restore_step`` verifies before the recipe
+        reads ``train_state.json``, then ``load`` finds it done). A step without a manifest
+        (saved before automodel-checkpoint 0.4) passes with a logged warning.
+
+        Raises:
+            CheckpointError: a listed file is missing, or its size or checksum differs, or
+                ``optim/`` or a ``rank*.json`` folder holds a file the manifest does not list; the
+                message names the files and the other complete steps to restore from.
+        """
+        path = self._complete(Path(step_dir), f"step folder {step_dir}")
+        if self.verify == "off":
+            return
+        outcomes = all_gather(check_step(path, self.verify, rank(), world_size()), self._group)
+        problems = [problem for outcome in outcomes if outcome for problem in outcome]
+        if problems:
+            raise corrupted_error(path, problems)
+        if outcomes[0] is None and rank() == 0:
+            logger.warning(
+                "%s has no %s (saved by automodel-checkpoint before 0.4): loading it without checking its files",
+                path,
+                MANIFEST,
+            )
+        self._verified = path
+
+    def discard_after(self, step_dir: str | os.PathLike[str] | None) -> list[Path]:
+        """Delete the complete steps of ``dir`` newer than ``step_dir`` (every one when it is None or
+        lies outside ``dir``), so that a run continuing from ``step_dir`` never sees them.
+
+        Each step is moved aside before it is deleted, so none is ever seen half deleted.
+        ``latest`` then names ``step_dir`` when it is a step of ``dir``, and is removed otherwise.
+        Every rank must call it together; rank 0 deletes.
+
+        Returns:
+            The step folders deleted (on every rank).
+        """
+        start = None if step_dir is None else Path(step_dir)
+        doomed = layout.steps_after(self.dir, start)
+        if rank() == 0 and self.dir.is_dir():
+            with _writing(self.dir):
+                for old in doomed:
+                    layout.discard(old, self._tag)
+                keep = start is not None and start.parent.resolve() == self.dir.resolve()
+                if keep and self.latest() != self.dir / start.name:
+                    layout.write_latest(self.dir, start, self._tag)
+                elif not keep:
+                    layout.remove_latest(self.dir)
+        barrier(self._group)
+        return doomed
 
     def check_same_model(self, step_dir: str | os.PathLike[str], fingerprint: str, describe_current: str) -> None:
         """Raise a CheckpointError naming both configs when ``step_dir`` was saved from a different model.
@@ -285,28 +423,58 @@ class Checkpointer:
             self._error = error
 
     def _write(self, job: _Save) -> None:
-        if job.hf_weights is not None:
-            save_hf_weights(
-                job.hf_weights,
-                job.partial / layout.MODEL_DIR,
-                max_shard_size=self.max_shard_size,
-                save_dtype=self.save_dtype,
+        with _writing(self.dir):
+            # Each rank checksums and flushes the files it wrote; rank 0 lists them all in the manifest.
+            # DCP's files are final when it returns: a thread checksums them (outside the GIL, mostly)
+            # while the weights and the small files are written.
+            write_resume_state(job.resume, job.partial / layout.RESUME_DIR, self._group)
+            with ThreadPoolExecutor(1, thread_name_prefix="automodel-checksum") as pool:
+                resume_files = [f for f in self._own_files(job.partial) if f.startswith(f"{layout.RESUME_DIR}/")]
+                sealing = pool.submit(seal, job.partial, resume_files)
+                if job.hf_weights is not None:
+                    save_hf_weights(
+                        job.hf_weights,
+                        job.partial / layout.MODEL_DIR,
+                        max_shard_size=self.max_shard_size,
+                        save_dtype=self.save_dtype,
+                    )
+                _write_text(layout.rank_file(job.partial, layout.RNG_DIR, rank()), job.rng)
+                for name, text in job.stateful.items():
+                    _write_text(layout.rank_file(job.partial, name, rank()), text)
+                if rank() == 0:
+                    _write_text(job.partial / layout.TRAIN_STATE, job.train_state)
+                entries = sealing.result()
+            barrier(self._group)
+            entries.update(seal(job.partial, [f for f in self._own_files(job.partial) if f not in entries]))
+            gathered = all_gather(entries, self._group)
+            if rank() == 0:
+                write_manifest(job.partial, {name: e for part in gathered for name, e in part.items()})
+                fsync_tree(job.partial)
+                replaced = layout.move_aside(job.final, self._tag) if job.final.exists() else None
+                job.partial.rename(job.final)
+                fsync_dir(self.dir)
+                layout.write_latest(self.dir, job.final, self._tag)
+                if replaced is not None:
+                    shutil.rmtree(replaced)
+                if self.keep_last_n is not None:
+                    layout.apply_retention(self.dir, self.keep_last_n, self._tag)
+            barrier(self._group)
+
+    def _own_files(self, partial: Path) -> list[str]:
+        """The files of a step being written that this rank wrote (see ``writer_rank``)."""
+        return [f for f in step_files(partial) if writer_rank(f, world_size()) == rank()]
+
+    def _check_latest_is_not_newer(self, step: int) -> None:
+        """Refuse a save that would move ``latest`` back while the newer step it names still exists."""
+        latest = self.latest()
+        number = None if latest is None else layout.step_number(latest)
+        if number is not None and number > step and layout.is_complete(latest):
+            raise CheckpointError(
+                f"{self.dir / layout.LATEST} names {latest.name}, newer than {layout.step_dir_name(step)} being saved: "
+                f"another run is saving into {self.dir}, or this run went back to an older step while newer ones "
+                "remain; give each run its own checkpoint.dir, or start with checkpoint.overwrite: true, which "
+                "deletes the steps newer than the one resumed from"
             )
-        write_resume_state(job.resume, job.partial / layout.RESUME_DIR, self._group)
-        _write_text(layout.rank_file(job.partial, layout.RNG_DIR, rank()), job.rng)
-        for name, text in job.stateful.items():
-            _write_text(layout.rank_file(job.partial, name, rank()), text)
-        barrier(self._group)
-        if rank() == 0:
-            _write_text(job.partial / layout.TRAIN_STATE, job.train_state)
-            replaced = layout.move_aside(job.final, self._tag) if job.final.exists() else None
-            job.partial.rename(job.final)
-            layout.write_latest(self.dir, job.final, self._tag)
-            if replaced is not None:
-                shutil.rmtree(replaced)
-            if self.keep_last_n is not None:
-                layout.apply_retention(self.dir, self.keep_last_n, self._tag)
-        barrier(self._group)
 
     def _complete(self, path: Path, what: str) -> Path:
         if layout.is_complete(path):
@@ -327,12 +495,13 @@ class Checkpointer:
         path = self._complete(Path(step_dir), f"step folder {step_dir}")
         return len(list((path / layout.RNG_DIR).glob("rank*.json")))
 
-    def _read_rank_file(self, step_dir: Path, folder: str, from_rank0: bool = False) -> Any:
+    def _rank_file(self, step_dir: Path, folder: str, from_rank0: bool = False) -> Path:
+        """This rank's ``folder/rank{R}.json`` of a step (rank 0's with ``from_rank0`` when this rank has none)."""
         path = layout.rank_file(step_dir, folder, rank())
         if not path.is_file() and from_rank0:
             path = layout.rank_file(step_dir, folder, 0)
         if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
+            return path
         if not (step_dir / folder).is_dir():
             raise CheckpointError(
                 f"{step_dir} has no {folder}/ folder: it was saved without the stateful object {folder!r}; "
@@ -366,3 +535,43 @@ def _train_state_json(step: int, train_state: Mapping[str, Any]) -> str:
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def _writing(where: Path) -> Iterator[None]:
+    """Turn a file system error while saving (permissions, a full disk, a file in the way) into a CheckpointError."""
+    try:
+        yield
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write the checkpoint into {where} ({brief(exc)}); make the folder writable, free space on "
+            "its disk, or set checkpoint.dir to another folder"
+        ) from None
+
+
+def _check_resembles(saved: Any, current: Any) -> None:
+    """Refuse a saved state that cannot be the object's: not a dict, or no key in common, where its state is a dict.
+
+    Loaders such as StatefulDataLoader accept anything in ``load_state_dict`` and fail later.
+    Keys may come and go between library versions, so one key in common is enough.
+    """
+    if not isinstance(current, dict) or not current:
+        return
+    if not isinstance(saved, dict):
+        raise ValueError(f"the file holds a {type(saved).__name__}, the object's state is a dict")
+    if not saved.keys() & current.keys():
+        raise ValueError(f"the file's keys ({', '.join(map(str, list(saved)[:5]))}) are none of the object's")
+
+
+@contextmanager
+def _loading(file: Path, what: str) -> Iterator[None]:
+    """Turn a state file whose JSON has the wrong shape for ``what`` into a CheckpointError naming it."""
+    try:
+        yield
+    except _BAD_STATE as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(
+            f"{file} does not hold a state {what} can load ({brief(exc)}); the checkpoint is corrupted or was not "
+            "written for this run: restore from another step"
+        ) from None

@@ -27,3 +27,9 @@ def describe_keys(keys: Iterable[str], candidates: Iterable[str], *, limit: int 
         parts.append(f"{key} (closest: {close[0]})" if close else key)
     more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
     return ", ".join(parts) + more
+
+
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """Return ``"TypeName: message"`` on one line of at most ``limit`` characters, to quote a cause in a message."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

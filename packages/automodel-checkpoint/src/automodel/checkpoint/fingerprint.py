@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from automodel.checkpoint.errors import CheckpointError
+from automodel.checkpoint.json_state import read_json_file
 from automodel.checkpoint.layout import MODEL_DIR, TRAIN_STATE
 
 FINGERPRINT_KEY = "model_config_fingerprint"
@@ -44,9 +45,11 @@ def check_same_model(step_dir: Path, fingerprint: str, describe_current: str) ->
 
     Raises:
         CheckpointError: naming the saved config (``model/config.json`` of the step, or its
-            ``train_state.json``) and the current one (``describe_current``).
+            ``train_state.json``) and the current one (``describe_current``); or a
+            ``train_state.json`` that is not JSON.
     """
-    saved = json.loads((step_dir / TRAIN_STATE).read_text(encoding="utf-8")).get(FINGERPRINT_KEY)
+    train_state = read_json_file(step_dir / TRAIN_STATE)
+    saved = train_state.get(FINGERPRINT_KEY) if isinstance(train_state, dict) else None
     if saved is None or saved == fingerprint:
         return
     config = step_dir / MODEL_DIR / "config.json"

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.distributed.tensor import DTensor, distribute_tensor
 
-from automodel.checkpoint.errors import CheckpointError, describe_keys
+from automodel.checkpoint.durable import new_file_mode
+from automodel.checkpoint.errors import CheckpointError, brief, describe_keys
 from automodel.checkpoint.options import parse_max_shard_size, parse_save_dtype
 from automodel.checkpoint.process_group import rank
 from automodel.checkpoint.sharding import INDEX_FILE, SHARD_GLOB, SINGLE_FILE, ShardPlan, plan_shards
@@ -45,7 +47,9 @@ def save_hf_weights(
     weights) are written once under the first name. Tensors are cast, gathered (a DTensor
     through ``full_tensor()``) and moved to the CPU one at a time and written file by file,
     so the extra memory is about one file. With torch.distributed initialized, every rank
-    must call this (they take part in the gathers) and only rank 0 writes.
+    must call this (they take part in the gathers) and only rank 0 writes. Files get the
+    permission bits a plain ``open()`` gives (0o644 under umask 022; an overwritten file keeps
+    its own), although safetensors writes through a private temporary file.
 
     Args:
         state_dict: name to tensor or DTensor, in the order the files should follow.
@@ -80,7 +84,7 @@ def save_hf_weights(
                 if writer:
                     shard[name] = whole
         if writer:
-            save_file(shard, out_dir / file_name, metadata={"format": "pt"})
+            _save_shard(shard, out_dir / file_name)
         del shard
     if writer and len(plan.files) > 1:
         index = {"metadata": {"total_size": plan.total_size}, "weight_map": plan.weight_map}
@@ -128,7 +132,8 @@ def load_hf_weights(model_dir: str | os.PathLike[str]) -> dict[str, torch.Tensor
     """Read every tensor of a model folder (or one .safetensors file) into ``{name: CPU tensor}``."""
     state: dict[str, torch.Tensor] = {}
     for file in weight_files(model_dir):
-        state.update(load_file(file))
+        with _reading(file):
+            state.update(load_file(file))
     return state
 
 
@@ -156,7 +161,7 @@ def load_hf_weights_into(
     files = weight_files(model_dir)
     shapes: dict[str, tuple[int, ...]] = {}
     for file in files:
-        with safe_open(file, framework="pt") as handle:
+        with _reading(file), safe_open(file, framework="pt") as handle:
             shapes.update({name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()})  # noqa: SIM118
     targets = module.state_dict(keep_vars=True)
     _, aliases = unique_entries(targets)
@@ -191,11 +196,34 @@ def load_hf_weights_into(
         )
     with torch.no_grad():
         for file in files:
-            with safe_open(file, framework="pt") as handle:
+            with _reading(file), safe_open(file, framework="pt") as handle:
                 for name in handle.keys():  # noqa: SIM118
                     if name in targets:
                         _copy_into(targets[name], handle.get_tensor(name))
     return IncompatibleKeys(sorted(missing), sorted(unexpected))
+
+
+def _save_shard(shard: dict[str, torch.Tensor], path: Path) -> None:
+    """Write one safetensors file with the mode ``open()`` would give it.
+
+    safetensors 0.8 writes a temporary file, always mode 0o600, and renames it over ``path``
+    (safetensors issue #782), which would hide the weights from the user's group.
+    """
+    mode = path.stat().st_mode & 0o7777 if path.is_file() else new_file_mode()
+    save_file(shard, path, metadata={"format": "pt"})
+    os.chmod(path, mode)
+
+
+@contextmanager
+def _reading(file: Path) -> Iterator[None]:
+    """Turn an unreadable weight file (truncated, corrupted, not safetensors) into a CheckpointError naming it."""
+    try:
+        yield
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"{file} cannot be read as safetensors weights ({brief(exc)}); it is truncated or corrupted: "
+            "copy the model folder again, or use another checkpoint step"
+        ) from None
 
 
 def _copy_into(target: torch.Tensor, value: torch.Tensor) -> None:

@@ -9,11 +9,13 @@ as they were. Anything else is refused with the path of the value inside the sta
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from automodel.checkpoint.errors import CheckpointError
+from automodel.checkpoint.errors import CheckpointError, brief
 
 _TAGS = ("__tuple__", "__dict__", "__bytes__", "__tensor__")
 
@@ -77,3 +79,18 @@ def decode_state(value: Any) -> Any:
         flat = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
         return flat.view(dtype).reshape(body["shape"]).clone()
     return {k: decode_state(v) for k, v in value.items()}
+
+
+def read_json_file(path: Path) -> Any:
+    """Return the JSON value a checkpoint file holds.
+
+    Raises:
+        CheckpointError: the file cannot be read or is not JSON (truncated, corrupted), naming it.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} cannot be read as JSON ({brief(exc)}); the checkpoint is corrupted or was not written by "
+            "automodel-checkpoint: restore from another step"
+        ) from None

@@ -1,7 +1,8 @@
 """The checkpoint folder on disk: step folders, their temporary names, the ``latest`` pointer, retention.
 
 A step is written as ``.step_000500.partial-<tag>`` and renamed to ``step_000500`` when
-complete; ``latest`` (a text file naming the step folder) is replaced after the rename.
+complete; ``latest`` (a text file naming the step folder) is replaced after the rename, and
+the folder's entries are flushed to the disk after each.
 Folders are deleted by first renaming them to a ``.partial`` name, so a process killed
 while deleting never leaves a half-deleted folder under a complete name.
 """
@@ -12,6 +13,9 @@ import os
 import re
 import shutil
 from pathlib import Path
+
+from automodel.checkpoint.durable import fsync_dir, write_text_durably
+from automodel.checkpoint.errors import CheckpointError
 
 LATEST = "latest"
 TRAIN_STATE = "train_state.json"
@@ -36,6 +40,12 @@ def rank_file(step_dir: Path, folder: str, rank: int) -> Path:
     return step_dir / folder / f"rank{rank}.json"
 
 
+def step_number(path: Path) -> int | None:
+    """Return 500 for a folder named ``step_000500``, None for any other name."""
+    match = _STEP_NAME.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
 def is_complete(path: Path) -> bool:
     """True for a step folder that a save finished: a ``step_N`` name, ``train_state.json`` and DCP metadata."""
     return (
@@ -49,8 +59,19 @@ def complete_steps(root: Path) -> list[Path]:
     """Return the complete step folders under ``root``, oldest step first."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and is_complete(p)]
-    return sorted(found, key=lambda p: int(_STEP_NAME.fullmatch(p.name).group(1)))
+    try:
+        found = [p for p in root.iterdir() if p.is_dir() and is_complete(p)]
+    except OSError as exc:
+        raise CheckpointError(f"cannot list {root} ({exc.strerror}); make the checkpoint folder readable") from None
+    return sorted(found, key=step_number)
+
+
+def steps_after(root: Path, step_dir: Path | None) -> list[Path]:
+    """Return the complete steps under ``root`` newer than ``step_dir``: all of them when ``step_dir`` is None
+    or lies outside ``root``, oldest first."""
+    steps = complete_steps(root)
+    start = None if step_dir is None or step_dir.parent.resolve() != root.resolve() else step_number(step_dir)
+    return steps if start is None else [p for p in steps if step_number(p) > start]
 
 
 def read_latest(root: Path) -> Path | None:
@@ -58,14 +79,27 @@ def read_latest(root: Path) -> Path | None:
     pointer = root / LATEST
     if not pointer.is_file():
         return None
-    return root / pointer.read_text(encoding="utf-8").strip()
+    try:
+        return root / pointer.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{pointer} cannot be read ({exc}); it should hold the name of a step folder: write the name of a "
+            "complete step into it, or delete it and restore_from a step folder"
+        ) from None
 
 
 def write_latest(root: Path, step_dir: Path, tag: str) -> None:
-    """Point ``root/latest`` at ``step_dir`` atomically (write a temporary file, then rename over)."""
+    """Point ``root/latest`` at ``step_dir`` atomically (write a temporary file, then rename over), durably."""
     temporary = root / f".{LATEST}.partial-{tag}"
-    temporary.write_text(step_dir.name + "\n", encoding="utf-8")
+    write_text_durably(temporary, step_dir.name + "\n")
     os.replace(temporary, root / LATEST)
+    fsync_dir(root)
+
+
+def remove_latest(root: Path) -> None:
+    """Delete ``root/latest`` (there is then no step to resume from), durably."""
+    (root / LATEST).unlink(missing_ok=True)
+    fsync_dir(root)
 
 
 def remove_partials(root: Path) -> None:

@@ -44,3 +44,15 @@ def broadcast_from_rank0(value: Any, group: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0, group=group)
     return box[0]
+
+
+def all_gather(value: Any, group: Any) -> list[Any]:
+    """Return every rank's ``value``, in rank order (``[value]`` without a group); every rank of ``group`` must call it.
+
+    Values are small picklable objects made by this program, never read from disk.
+    """
+    if group is None:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, value, group=group)
+    return gathered

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemWriter
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -22,7 +23,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from automodel.checkpoint.errors import CheckpointError, describe_keys
+from automodel.checkpoint.errors import CheckpointError, brief, describe_keys
 from automodel.checkpoint.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
 
 # DCP warns on every single-process save and load; running without a process group is intended here.
@@ -41,8 +42,19 @@ def capture_resume_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
 
 
 def write_resume_state(state: dict[str, Any], folder: Path, group: Any) -> None:
-    """Write ``state`` to ``folder`` with DCP; every rank of ``group`` (None: this process alone) must call it."""
-    dcp.save(state, storage_writer=FileSystemWriter(folder), process_group=group, no_dist=group is None)
+    """Write ``state`` to ``folder`` with DCP; every rank of ``group`` (None: this process alone) must call it.
+
+    DCP flushes each file to the disk before returning. A failure on any rank is raised on
+    every rank: the first rank's OSError itself (so the caller can name the folder), else DCP's
+    CheckpointException.
+    """
+    try:
+        dcp.save(state, storage_writer=FileSystemWriter(folder), process_group=group, no_dist=group is None)
+    except CheckpointException as exc:
+        cause = _first_failure(exc)
+        if isinstance(cause, OSError):
+            raise cause from None
+        raise
 
 
 def restore_resume_state(
@@ -51,8 +63,28 @@ def restore_resume_state(
     """Load ``folder`` into ``model`` (and ``optimizer``) exactly, resharding to this run's layout.
 
     Raises:
-        CheckpointError: the folder's tensors do not match the model, or it holds no optimizer state.
+        CheckpointError: the folder's tensors do not match the model, it holds no optimizer state,
+            or its files cannot be read (truncated, corrupted, not written by this package).
     """
+    try:
+        _restore(folder, model, optimizer, group)
+        return
+    except CheckpointError:
+        raise
+    except CheckpointException as exc:
+        cause = _first_failure(exc)
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError) as exc:
+        cause = exc
+    if isinstance(cause, (MemoryError, torch.OutOfMemoryError)):  # the machine, not the checkpoint
+        raise cause
+    detail = str(cause) if isinstance(cause, CheckpointError) else brief(cause)
+    raise CheckpointError(
+        f"{folder} cannot be read as model and optimizer state ({detail}); the checkpoint is corrupted or was not "
+        "written by automodel-checkpoint: restore from another step"
+    ) from None
+
+
+def _restore(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, group: Any) -> None:
     state = capture_resume_state(model, optimizer)
     metadata = SafeFileSystemReader(folder).read_metadata()
     _check_matches(metadata, state, folder, model)
@@ -73,6 +105,12 @@ def restore_resume_state(
         set_state_dict(
             model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=options
         )
+
+
+def _first_failure(exc: CheckpointException) -> BaseException:
+    """The exception of the lowest failed rank inside DCP's CheckpointException."""
+    failures = exc.failures
+    return failures[min(failures)][0] if failures else exc
 
 
 def _drop_unsaved_parameter_state(optim_state: dict[str, Any], metadata: Metadata) -> None:

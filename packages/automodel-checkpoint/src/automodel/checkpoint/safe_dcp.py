@@ -16,7 +16,7 @@ import torch
 from torch.distributed.checkpoint import DefaultLoadPlanner, FileSystemReader
 from torch.distributed.checkpoint.metadata import Metadata
 
-from automodel.checkpoint.errors import CheckpointError
+from automodel.checkpoint.errors import CheckpointError, brief
 
 _ALLOWED = {
     "torch.distributed.checkpoint.metadata": {
@@ -58,8 +58,11 @@ class SafeFileSystemReader(FileSystemReader):
                 _MetadataUnpickler(stream).load()
         except FileNotFoundError:
             raise CheckpointError(f"{path} does not exist; the folder is not a complete DCP checkpoint") from None
-        except (pickle.UnpicklingError, EOFError, AttributeError) as exc:
-            raise CheckpointError(f"{path} is not a DCP metadata file this package will read ({exc})") from None
+        except Exception as exc:  # unpickling a damaged or foreign file can raise nearly anything
+            raise CheckpointError(
+                f"{path} is not a DCP metadata file this package will read ({brief(exc)}); the checkpoint is "
+                "corrupted or was not written by automodel-checkpoint: restore from another step"
+            ) from None
         return super().read_metadata(*args, **kwargs)
 
 
@@ -70,8 +73,8 @@ class SafeLoadPlanner(DefaultLoadPlanner):
         """Load one non-tensor value (a learning rate, betas, ...) into the state dict being restored."""
         try:
             plain = torch.load(value, weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(f"a value of the DCP checkpoint is not plain data ({exc})") from None
+        except Exception as exc:  # a damaged or foreign value can fail in many ways; none may run code
+            raise CheckpointError(f"a value of the DCP checkpoint is not plain data ({brief(exc)})") from None
         buffer = io.BytesIO()
         torch.save(plain, buffer)
         buffer.seek(0)

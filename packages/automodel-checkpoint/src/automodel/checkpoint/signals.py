@@ -1,4 +1,5 @@
-"""Saving before a scheduler ends the job: a flag set by SIGTERM/SIGUSR1 that the loop checks between steps."""
+"""Saving before a scheduler or the user ends the job: a flag set by SIGTERM/SIGUSR1/SIGINT that the loop checks
+between steps."""
 
 from __future__ import annotations
 
@@ -9,21 +10,25 @@ from typing import Any
 
 from automodel.checkpoint.errors import CheckpointError
 
+DEFAULT_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
+
 
 class SaveOnSignal:
     """Within ``with SaveOnSignal() as stop:``, the listed signals set ``stop.requested`` instead of ending the process.
 
     SLURM and Kubernetes send SIGTERM (or a configured SIGUSR1) some time before they kill
-    a job. The training loop checks ``stop.requested`` at each step boundary, saves a
-    checkpoint and exits 0, so the next run resumes from it. ``stop.signal`` names the
-    signal received. The previous handlers are restored when the block ends. Must be
-    entered in the main thread (Python delivers signals there).
+    a job, and Ctrl-C sends SIGINT. The training loop checks ``stop.requested`` at each step
+    boundary, saves a checkpoint and exits 0, so the next run resumes from it. ``stop.signal``
+    names the signal received. A second SIGINT while the first is pending raises
+    KeyboardInterrupt, so a second Ctrl-C still interrupts at once (a step or a save in
+    progress; the last complete checkpoint stays). The previous handlers are restored when
+    the block ends. Must be entered in the main thread (Python delivers signals there).
 
     Args:
         signals: signal names (``"SIGTERM"``) or numbers to catch.
     """
 
-    def __init__(self, signals: Iterable[str | int] = ("SIGTERM", "SIGUSR1")) -> None:
+    def __init__(self, signals: Iterable[str | int] = DEFAULT_SIGNALS) -> None:
         self.signals = [_to_signal(s) for s in signals]
         self.requested = False
         self.signal: str | None = None
@@ -46,6 +51,8 @@ class SaveOnSignal:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
         self.requested = True
         self.signal = signal.Signals(signum).name
 
