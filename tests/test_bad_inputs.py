@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,3 +246,98 @@ def test_a_literal_secret_reaches_no_dry_run_output_and_no_slurm_job_file(tmp_pa
     assert (jobs / "config.yaml").is_file()
     assert_secret_nowhere(local, tmp_path)
     assert_secret_nowhere(slurm, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-step run of tiny_sft with a checkpoint at each step (step_000001, step_000002)."""
+    run = tmp_path_factory.mktemp("saved") / "run"
+    argv = finetune(*SHORT_RUN, "--step_scheduler.checkpoint_interval", "1")
+    result = run_cli(_fill(argv, run, run.parent), cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert (run / "latest").read_text().strip() == "step_000002"
+    return run
+
+
+def _copy_run(saved: Path, tmp: Path) -> Path:
+    run = tmp / "run"
+    shutil.copytree(saved, run)
+    return run
+
+
+def _flip_bytes(path: Path, count: int = 1) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(min(count, len(data))):
+        data[(len(data) // 2 + i * 7) % len(data)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _resume(run: Path, *extra: str) -> CliResult:
+    return run_cli(_fill(finetune(*SHORT_RUN, "--checkpoint.auto_resume", "true", *extra), run, run.parent), cwd=ROOT)
+
+
+DAMAGE = {
+    "flipped byte in an optimizer shard": ("optim/__0_0.distcp", lambda p: _flip_bytes(p)),
+    "2000 flipped bytes in an optimizer shard": ("optim/__0_0.distcp", lambda p: _flip_bytes(p, 2000)),
+    "flipped byte in DCP metadata": ("optim/.metadata", lambda p: _flip_bytes(p)),
+    "flipped byte in the weights": ("model/model.safetensors", lambda p: _flip_bytes(p)),
+    "flipped byte in the RNG state": ("rng/rank0.json", lambda p: _flip_bytes(p)),
+    "flipped byte in the data position": ("dataloader/rank0.json", lambda p: _flip_bytes(p)),
+    "bad JSON in train_state.json": ("train_state.json", lambda p: p.write_text("{not json")),
+    "truncated optimizer shard": ("optim/__0_0.distcp", lambda p: p.write_bytes(p.read_bytes()[:100])),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_a_damaged_checkpoint_is_refused_on_resume_naming_the_file(saved_run: Path, tmp_path: Path, damage):
+    relative, spoil = damage
+    run = _copy_run(saved_run, tmp_path)
+    spoil(run / "step_000002" / relative)
+    before = _snapshot(run)
+    result = _resume(run)
+    assert_refused(result, relative.split("/")[-1], "step_000001")  # the file, and the step still good
+    assert _snapshot(run) == before
+
+
+def test_with_verification_off_bad_state_is_still_exit_2_naming_the_file(saved_run: Path, tmp_path: Path) -> None:
+    run = _copy_run(saved_run, tmp_path)
+    (run / "step_000002" / "dataloader" / "rank0.json").write_text("[1, 2")
+    before = _snapshot(run)
+    result = _resume(run, "--checkpoint.verify", "off")
+    assert_refused(result, "dataloader/rank0.json")
+    assert _snapshot(run) == before
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_exit_2_naming_it(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.write_text("not a folder")
+    result = run_cli(_fill(finetune(*SHORT_RUN), run, tmp_path), cwd=ROOT)
+    assert_refused(result, str(run))
+    assert run.read_text() == "not a folder"
+
+
+def test_a_second_run_on_a_held_folder_is_exit_2_naming_the_holder(saved_run: Path, tmp_path: Path) -> None:
+    from automodel.checkpoint import lock_run_dir
+
+    run = _copy_run(saved_run, tmp_path)
+    before = _snapshot(run)
+    with lock_run_dir(run):
+        result = _resume(run)
+    assert_refused(result, str(run), f"pid {os.getpid()}")
+    assert _snapshot(run) == before
+
+
+def test_a_fresh_run_into_another_runs_folder_is_refused_and_latest_never_moves_back(saved_run, tmp_path) -> None:
+    run = _copy_run(saved_run, tmp_path)
+    before = _snapshot(run)
+    fresh = finetune(*SHORT_RUN, "--step_scheduler.max_steps", "1", "--checkpoint.overwrite", "false")
+    result = run_cli(_fill(fresh, run, tmp_path), cwd=ROOT)
+    assert_refused(result, str(run), "step_000002", "checkpoint.overwrite")
+    assert _snapshot(run) == before
+    result = run_cli(
+        _fill(finetune(*SHORT_RUN, "--step_scheduler.max_steps", "1", "--checkpoint.overwrite", "true"), run, tmp_path),
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (run / "latest").read_text().strip() == "step_000001"
+    assert not (run / "step_000002").exists()

@@ -79,6 +79,7 @@ def sft_config(task: Path, out: Path, **sections: Any) -> ConfigNode:
         "tokenizer": {
             "_target_": "automodel.models.load_tokenizer",
             "pretrained_model_name_or_path": str(task / "tokenizer"),
+            "hf_token": "s3cr3t-value",
         },
         "dataset": _instruction(task / "train.jsonl"),
         "validation_dataset": _instruction(task / "validation.jsonl"),
@@ -92,7 +93,7 @@ def sft_config(task: Path, out: Path, **sections: Any) -> ConfigNode:
         "optimizer": {"_target_": "torch.optim.AdamW", "lr": 3e-3, "weight_decay": 0.0},
         "lr_scheduler": {"_target_": "automodel.training.warmup_cosine", "warmup_steps": 1},
         "clip_grad_norm": {"max_norm": 1.0},
-        "logging": {"progress_bar": False, "wandb_api_key": "s3cr3t-value"},
+        "logging": {"progress_bar": False},
         "checkpoint": {"dir": str(out)},
     }
     data.update(sections)

@@ -61,7 +61,9 @@ def test_generation_without_a_validation_dataset_is_an_error(task, tmp_path):
 
 def test_an_unknown_step_scheduler_key(task, tmp_path):
     cfg = sft_config(task, tmp_path, step_scheduler={"global_batch_size": 8, "local_batch_size": 8, "max_stepz": 3})
-    with pytest.raises(ConfigError, match="`step_scheduler`: has a key StepScheduler does not take"):
+    with pytest.raises(
+        ConfigError, match=r"`step_scheduler.max_stepz`: is not a step_scheduler setting; did you mean `max_steps`"
+    ):
         _setup(cfg)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from automodel.training.errors import TrainingError
 from automodel.training.metrics import MetricsSample, model_flops_utilization, peak_memory_gib, truncate_history
 from automodel.training.recipe import BaseRecipe
 from automodel.training.step import train_step
@@ -187,12 +188,12 @@ class FinetuneLoop(BaseRecipe):
         """
         step_dir = self._restore_step_dir()
         if step_dir is None:
-            if self.checkpoint.auto_resume and self.parallel.is_rank0:
-                self._rewind_history(-1)  # a restart before the first checkpoint starts afresh
+            if self.parallel.is_rank0:
+                self._rewind_history(-1)  # a fresh run (or one overwriting the folder) starts a fresh history
             return None
         self._check_same_model(step_dir)
         stateful = self._resume_objects()
-        saved = json.loads((step_dir / "train_state.json").read_text(encoding="utf-8"))
+        saved = _read_train_state(step_dir / "train_state.json")
         same_layout = (
             self.checkpointer.saved_world_size(step_dir) == self.parallel.env.world_size
             and saved.get("dp_size", 1) == self.parallel.dp_size
@@ -261,3 +262,18 @@ class FinetuneLoop(BaseRecipe):
     def _rewind_history(self, last_step: int) -> None:
         """Drop the metric records after ``last_step`` (-1: all of them) from ``checkpoint.dir``."""
         truncate_history(self.checkpoint.dir, last_step)
+
+
+def _read_train_state(path: Path) -> dict:
+    """Return the JSON object in a step's ``train_state.json``; a TrainingError naming it when it is not one."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TrainingError(
+            f"{path} cannot be read as JSON ({exc}); the checkpoint is damaged: restore another step"
+        ) from None
+    if not isinstance(state, dict):
+        raise TrainingError(
+            f"{path} holds no object of training state; the checkpoint is damaged: restore another step"
+        )
+    return state
