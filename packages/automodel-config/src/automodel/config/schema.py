@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from automodel.config.errors import ConfigError, did_you_mean
+from automodel.config.errors import did_you_mean
 from automodel.config.node import ConfigList, ConfigNode, config_error
+from automodel.config.sections import check_sections
 
 BUILT = "a `_target_` section"
 OWNED = "a section its component checks"
@@ -158,12 +159,7 @@ def check_config(
             not a mapping with ``_target_``, or a plain value of the wrong kind, out of range or
             not among its choices.
     """
-    for key in cfg:
-        if key not in schema:
-            raise config_error(cfg, f"is not a section {recipe} knows", key, did_you_mean(str(key), schema))
-    for key in required:
-        if key not in cfg:
-            raise ConfigError(f"the config has no `{key}:` section, which {recipe} needs", hint=f"see {examples}")
+    check_sections(cfg, schema, required, recipe, examples)
     for key, spec in schema.items():
         if key in cfg:
             _check_entry(cfg, key, spec)
