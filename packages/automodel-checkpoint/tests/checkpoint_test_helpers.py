@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,3 +156,12 @@ def reseal(step_dir: Path) -> None:
     from automodel.checkpoint.manifest import seal, step_files, write_manifest
 
     write_manifest(step_dir, seal(step_dir, step_files(step_dir)))
+
+
+def hold_run_dir(folder: str, ready: Any) -> None:
+    """Take the run-folder lock (in a forked process), set ``ready``, and keep it until killed."""
+    from automodel.checkpoint import lock_run_dir
+
+    lock_run_dir(folder)
+    ready.set()
+    time.sleep(600)

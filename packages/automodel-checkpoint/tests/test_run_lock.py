@@ -8,11 +8,11 @@ import os
 import signal
 import socket
 import threading
-import time
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 
 import pytest
+from checkpoint_test_helpers import hold_run_dir
 
 from automodel.checkpoint import CheckpointError, CheckpointSettings, build_checkpointer, lock_run_dir
 
@@ -29,16 +29,9 @@ def _free(folder: Path) -> bool:
         os.close(descriptor)
 
 
-def _hold(folder: str, ready: object) -> None:
-    """Take the lock in another process, say so, and keep it until killed."""
-    lock_run_dir(folder)
-    ready.set()
-    time.sleep(600)
-
-
 def test_a_second_process_is_refused_naming_the_holder_until_it_dies(tmp_path, forkserver: ForkServerContext) -> None:
     ready = forkserver.Event()
-    holder = forkserver.Process(target=_hold, args=(str(tmp_path), ready))
+    holder = forkserver.Process(target=hold_run_dir, args=(str(tmp_path), ready))
     holder.start()
     try:
         assert ready.wait(60)
