@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import inspect
 import sys
 from pathlib import Path
@@ -62,4 +63,4 @@ def test_data_error_is_a_value_error_the_cli_prints_as_a_user_error() -> None:
     assert isinstance(error, ValueError)
     assert DataError.user_error is True
     assert str(error) == "dataset train.jsonl: has no rows; check the split"
-    assert data.__version__ == "0.3.0"
+    assert data.__version__ == importlib.metadata.version("automodel-data")
