@@ -67,7 +67,6 @@ from automodel.training import run_recipe as run_training_recipe
 
 DATALOADER_KEYS = ("shuffle", "num_workers")
 VALIDATION_KEYS = ("batch_size", "generation")
-GENERATION_KEYS = ("enabled", "max_new_tokens", "num_samples", "batch_size")
 
 
 def build_processor(cfg: ConfigNode) -> Any:
@@ -224,9 +223,6 @@ class FinetuneRecipeForVLM(FinetuneLoop):
         """``validation.generation`` as generation arguments plus the conversations, or None when off."""
         if generation is None or not generation.get("enabled", True):
             return None
-        for key in generation:
-            if key not in GENERATION_KEYS:
-                raise config_error(self.cfg.validation.generation, "is not a generation setting", key)
         if self.val_dataset is None:
             raise config_error(self.cfg, "needs a `validation_dataset:` to generate from", "validation")
         settings = {"max_new_tokens": 32, "num_samples": 100, "batch_size": 16, **generation}
