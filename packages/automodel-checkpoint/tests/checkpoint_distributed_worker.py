@@ -58,6 +58,7 @@ def save_on_two_ranks(rank: int, run_dir: str, port: int) -> None:
         step3 = Path(run_dir) / "ckpt" / "step_000003"
         resumed = build_run(rank=rank, world_size=2, shard=fsdp2)
         checkpointer.load(step3, model=resumed.model, optimizer=resumed.optimizer, stateful=resumed.stateful())
+        dist.barrier()  # rank 1 has read its files before rank 0 damages one of them
         if rank == 0:
             flip_bytes(step3 / "dataloader" / "rank1.json")
         dist.barrier()
