@@ -64,12 +64,24 @@ def _context() -> multiprocessing.context.BaseContext:
     return _CONTEXT
 
 
+def start_cli(
+    argv: list[str], cwd: str | Path, out: str | Path, err: str | Path, env: dict[str, str] | None = None
+) -> multiprocessing.process.BaseProcess:
+    """Start ``automodel ARGV`` in ``cwd`` with its stdout and stderr written to the files ``out`` and ``err``.
+
+    Returns the started process (``kill()``, ``join()``, ``exitcode`` as for any multiprocessing process;
+    a process killed by signal N has exit code -N).
+    """
+    process = _context().Process(target=_child, args=(argv, str(cwd), dict(env or os.environ), str(out), str(err)))
+    process.start()
+    return process
+
+
 def run_cli(argv: list[str], cwd: str | Path, env: dict[str, str] | None = None, timeout: float = 600) -> CliResult:
     """Run ``automodel ARGV`` in ``cwd`` with environment ``env`` (default: this process's) and return the result."""
     with tempfile.TemporaryDirectory() as tmp:
         out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
-        process = _context().Process(target=_child, args=(argv, str(cwd), dict(env or os.environ), out, err))
-        process.start()
+        process = start_cli(argv, cwd, out, err, env)
         process.join(timeout)
         if process.is_alive():
             process.kill()

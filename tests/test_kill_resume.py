@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
+from cli_fork import run_cli, start_cli
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
-AUTOMODEL = str(Path(sys.executable).parent / "automodel")
 KILLS = 10
 OVERRIDES = [
     "--step_scheduler.max_steps",
@@ -36,7 +34,6 @@ OVERRIDES = [
 
 def _command(run_dir: Path) -> list[str]:
     return [
-        AUTOMODEL,
         "finetune",
         "llm",
         "-c",
@@ -58,7 +55,7 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_ten_random_sigkills_end_with_the_uninterrupted_weights(tmp_path):
     reference = tmp_path / "reference"
-    done = subprocess.run(_command(reference), capture_output=True, text=True, cwd=ROOT)
+    done = run_cli(_command(reference), cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
 
     run_dir, rng = tmp_path / "killed", random.Random(0)
@@ -66,21 +63,21 @@ def test_ten_random_sigkills_end_with_the_uninterrupted_weights(tmp_path):
     for _ in range(KILLS):
         before = _steps_logged(run_dir)
         latest = (run_dir / "latest").read_text().strip() if (run_dir / "latest").exists() else None
-        proc = subprocess.Popen(
-            _command(run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT
-        )
+        stderr = tmp_path / "stderr"
+        proc = start_cli(_command(run_dir), ROOT, out=tmp_path / "stdout", err=stderr)
         deadline = time.time() + 120
-        while _steps_logged(run_dir) <= before and proc.poll() is None and time.time() < deadline:
+        while _steps_logged(run_dir) <= before and proc.is_alive() and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 0.25))
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate()
-        killed += proc.returncode == -signal.SIGKILL
+        proc.kill()
+        proc.join()
+        killed += proc.exitcode == -signal.SIGKILL
+        err = stderr.read_text()
         resumed = [line for line in err.splitlines() if line.startswith("resumed from")]
         assert resumed == ([f"resumed from {run_dir / latest} at step {int(latest[5:])}"] if latest else []), err
         if (run_dir / "step_000200").exists():
             break
-    finished = subprocess.run(_command(run_dir), capture_output=True, text=True, cwd=ROOT)
+    finished = run_cli(_command(run_dir), cwd=ROOT)
     assert finished.returncode == 0, finished.stderr[-2000:]
 
     assert killed == KILLS
