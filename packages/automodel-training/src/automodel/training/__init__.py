@@ -1,7 +1,14 @@
-"""automodel.training: step scheduling, the training step, losses, LR schedules, metrics and validation."""
+"""automodel.training: step scheduling, the training step, losses, LR schedules, metrics and validation.
 
+Retrieval training: InfoNCELoss (bi-encoder, in-batch, hard and cross-device negatives),
+RerankBCELoss and ListwiseSoftmaxLoss (cross-encoders), cached_contrastive_backward (gradient
+cache), exact_top_k (streaming exact search), retrieval_metrics and rerank_metrics.
+"""
+
+from automodel.training.contrastive_loss import InfoNCELoss
 from automodel.training.errors import TrainingError
 from automodel.training.finetune_loop import FinetuneLoop
+from automodel.training.grad_cache import cached_contrastive_backward
 from automodel.training.loss import (
     IGNORE_INDEX,
     ChunkedCrossEntropy,
@@ -28,6 +35,10 @@ from automodel.training.recipe import (
     run_recipe,
     show_component_logs,
 )
+from automodel.training.rerank_loss import ListwiseSoftmaxLoss, RerankBCELoss
+from automodel.training.retrieval_metrics import rerank_metrics, retrieval_metrics
+from automodel.training.retrieval_search import exact_top_k
+from automodel.training.retrieval_step import contrastive_train_step, count_queries, rerank_train_step
 from automodel.training.seed import set_seed
 from automodel.training.step import (
     StepResult,
@@ -40,7 +51,7 @@ from automodel.training.step import (
 from automodel.training.step_scheduler import StepScheduler, derive_grad_accumulation
 from automodel.training.validation import generation_exact_match, image_text_exact_match, validation_loss
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "IGNORE_INDEX",
@@ -49,19 +60,26 @@ __all__ = [
     "ChunkedCrossEntropy",
     "CutCrossEntropy",
     "FinetuneLoop",
+    "InfoNCELoss",
     "JsonlWriter",
     "KDLoss",
+    "ListwiseSoftmaxLoss",
     "MaskedCrossEntropy",
     "MetricsSample",
     "ProgressReporter",
+    "RerankBCELoss",
     "StepResult",
     "StepScheduler",
     "TrainingError",
+    "cached_contrastive_backward",
     "clip_grad_norm",
     "constant",
+    "contrastive_train_step",
     "count_label_tokens",
+    "count_queries",
     "count_real_tokens",
     "derive_grad_accumulation",
+    "exact_top_k",
     "forward_loss",
     "generation_exact_match",
     "image_text_exact_match",
@@ -70,6 +88,9 @@ __all__ = [
     "measure_peak_tflops",
     "model_flops_utilization",
     "peak_memory_gib",
+    "rerank_metrics",
+    "rerank_train_step",
+    "retrieval_metrics",
     "run_recipe",
     "set_seed",
     "show_component_logs",

@@ -61,7 +61,7 @@ class FinetuneLoop(BaseRecipe):
                 tokens += result.num_tokens
                 if scheduler.is_log_step:
                     elapsed = time.perf_counter() - started
-                    rows = max(1, sum(len(b["input_ids"]) for b in micro_batches))
+                    rows = max(1, sum(self._batch_rows(b) for b in micro_batches))
                     self._log(result, lr, self._summed(tokens) / elapsed, tokens / rows)
                     tokens, started = 0, time.perf_counter()
                 if scheduler.is_val_step and self.val_dataloader is not None:
@@ -100,6 +100,10 @@ class FinetuneLoop(BaseRecipe):
             all_reduce=self.parallel.sum_over_data_parallel(),
             prepare_micro_batch=self._micro_batch_hook(),
         )
+
+    def _batch_rows(self, batch: dict) -> int:
+        """The rows (sequences) of one micro-batch, for the tokens per row that MFU is counted at."""
+        return len(batch["input_ids"])
 
     def _micro_batch_hook(self) -> Any:
         """The per-micro-batch context (loss over sharded logits, context parallelism), None when not needed."""
