@@ -1,6 +1,7 @@
 """automodel.data: load datasets, batch them and resume the loader mid-epoch.
 
-The LLM datasets, collation and packing live in ``automodel.data.llm``; image-text
+The LLM datasets, collation and packing live in ``automodel.data.llm``; retrieval rows, batches and
+BEIR evaluation sets in ``automodel.data.retrieval``; image-text
 conversations and their collates in ``automodel.data.vlm``.
 """
 
@@ -8,7 +9,7 @@ from automodel.data.dataloader import build_dataloader, fast_forward, set_epoch
 from automodel.data.errors import DataError
 from automodel.data.loading import load_hf_dataset
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"
 
 __all__ = [
     "DataError",
