@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+import torch
 
 from automodel.training import (
     JsonlWriter,
@@ -36,6 +37,15 @@ def test_measured_peak_and_mfu():
     assert 0 < peak < 100
     assert model_flops_utilization(1000.0, 2e9, 4.0) == pytest.approx(0.5)
     assert model_flops_utilization(1000.0, None, 4.0) is None
+
+
+def test_measuring_the_peak_leaves_the_global_rng_as_it_was():
+    # A resumed run restores the RNG and then measures: a draw here would shift every dropout mask after.
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    measure_peak_tflops(size=64, seconds=0.01)
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_peak_memory_is_reported_in_gib():

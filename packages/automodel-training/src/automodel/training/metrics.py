@@ -75,12 +75,14 @@ def measure_peak_tflops(
         seconds: how long to keep measuring after one warm-up product.
 
     Returns:
-        The best rate seen, in TFLOP/s.
+        The best rate seen, in TFLOP/s. The operands come from a generator of their own: the global
+        RNG (restored from a checkpoint just before, on resume) is left as it was.
     """
     device = torch.device(device)
     size = size or (8192 if device.type == "cuda" else 1024)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.matmul(a, b)
     sync()
