@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 
 
-def test_there_are_examples_for_finetuning_pretraining_and_vlms():
+def test_there_are_examples_for_finetuning_pretraining_vlms_and_retrieval():
     names = {p.name for p in EXAMPLES}
     assert {"tiny_sft.yaml", "tiny_pretrain.yaml", "llama3_2_1b_squad.yaml", "qwen2_5_0_5b_chat_sft.yaml"} <= names
     assert {
@@ -24,6 +24,13 @@ def test_there_are_examples_for_finetuning_pretraining_and_vlms():
         "qwen2_5_vl_3b_cord_v2_lora.yaml",
     } <= names
     assert "gemma3_4b_cord_v2.yaml" in names
+    assert {
+        "tiny_biencoder.yaml",
+        "tiny_crossencoder.yaml",
+        "tiny_mine.yaml",
+        "qwen3_0_6b_msmarco.yaml",
+        "bge_reranker_msmarco.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -135,3 +135,9 @@ def test_an_empty_corpus_is_refused(tmp_path):
     (tmp_path / "corpus.jsonl").write_text("")
     with pytest.raises(DataError, match="empty file"):
         load_retrieval_eval_set(tmp_path)
+
+
+def test_numbered_negative_columns_are_read_in_order(tmp_path):
+    rows = [{"query": "q", "positive": "p", "negative_2": "n2", "negative_10": "n10", "negative_1": "n1"}]
+    path = write_jsonl(tmp_path / "tuples.jsonl", rows)
+    assert RetrievalDataset(path, n_negatives=3, seed=0).rows[0][2] == ["n1", "n2", "n10"]

@@ -100,6 +100,11 @@ class BiEncoder(torch.nn.Module):
             )
         self._backbone_name = name
         self.add_module(name, backbone)
+        # No pooling mode reads the backbone's own pooler (BERT's): frozen, it gets no gradient that
+        # DistributedDataParallel would wait for, and it is still saved for sentence-transformers to load.
+        pooler = getattr(backbone, "pooler", None)
+        if isinstance(pooler, torch.nn.Module):
+            pooler.requires_grad_(False)
         self.causal = any(getattr(module, "is_causal", False) is True for module in backbone.modules())
         self.pooling = check_pooling(pooling, causal=self.causal)
         self.normalize = _check_bool(normalize, "normalize")

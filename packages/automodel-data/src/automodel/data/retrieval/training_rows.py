@@ -5,6 +5,7 @@ Accepted row shapes (columns renamed with ``columns:``):
 - pairs: ``query``, ``positive`` (no negatives: the other queries' positives are the negatives);
 - triplets: ``query``, ``positive``, ``negative`` (one string);
 - lists: ``query``, ``positive`` (a string or a list, one drawn per item), ``negatives`` (a list);
+- n-tuples: ``query``, ``positive``, ``negative_1`` ... ``negative_N`` (sentence-transformers' mined datasets);
 - corpus ids: the same columns holding passage ids, resolved against a ``corpus`` file (``_id``,
   ``title``, ``text``), or BEIR queries + qrels with no training file at all.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +26,7 @@ from automodel.data.retrieval.beir import load_corpus, load_qrels, load_queries
 
 PathOrId = str | os.PathLike[str]
 ROLES = ("query", "positive", "negatives")
+NUMBERED = re.compile(r"\bnegative_\d+\b")
 
 
 class RetrievalDataset(Dataset):
@@ -46,6 +49,7 @@ class RetrievalDataset(Dataset):
         queries: PathOrId | None = None,
         qrels: PathOrId | None = None,
         split: str = "train",
+        name: str | None = None,
         limit_dataset_samples: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -62,6 +66,7 @@ class RetrievalDataset(Dataset):
             queries: a BEIR queries file (``_id``, ``text``), used with ``qrels`` instead of a training file.
             qrels: a BEIR qrels TSV (``query-id``, ``corpus-id``, ``score``); rows with score > 0 are positives.
             split: the split of ``path_or_dataset_id`` (slicing allowed).
+            name: the subset (configuration) of a hub dataset, such as ``triplet-50``.
             limit_dataset_samples: keep only this many rows.
             seed: the seed of the per-item draws.
 
@@ -83,7 +88,7 @@ class RetrievalDataset(Dataset):
         else:
             self.label = dataset_label(path_or_dataset_id)
             passages = load_corpus(corpus) if corpus is not None else None
-            self.rows = _rows_from_file(path_or_dataset_id, split, dict(columns or {}), passages, self.label)
+            self.rows = _rows_from_file(path_or_dataset_id, split, name, dict(columns or {}), passages, self.label)
         if limit_dataset_samples is not None:
             self.rows = self.rows[: int(limit_dataset_samples)]
         if not self.rows:
@@ -117,7 +122,12 @@ Row = tuple[str, list[str], list[str]]
 
 
 def _rows_from_file(
-    source: PathOrId | Sequence[PathOrId], split: str, columns: dict[str, str], passages: dict | None, label: str
+    source: PathOrId | Sequence[PathOrId],
+    split: str,
+    name: str | None,
+    columns: dict[str, str],
+    passages: dict | None,
+    label: str,
 ) -> list[Row]:
     """Read (query, positives, negatives) rows from a training file, resolving ids against ``passages``."""
     unknown = sorted(set(columns) - set(ROLES))
@@ -127,7 +137,7 @@ def _rows_from_file(
             dataset=label,
             hint=f"the roles are {', '.join(ROLES)}",
         )
-    table = load_hf_dataset(source, split=split)
+    table = load_hf_dataset(source, split=split, **({"name": name} if name else {}))
     names = table.column_names
     query = columns.get("query", "query")
     positive = columns.get("positive", next((c for c in ("positive", "positives", "pos") if c in names), "positive"))
@@ -139,6 +149,7 @@ def _rows_from_file(
                 dataset=label,
                 hint=f"its columns are {', '.join(names)}; map them with dataset.columns.{role}",
             )
+    numbered = [] if negatives else sorted(NUMBERED.findall(" ".join(names)), key=lambda c: int(c.split("_")[1]))
     rows = []
     for number, record in enumerate(table):
         where = f"row {number}"
@@ -149,6 +160,8 @@ def _rows_from_file(
         if not positives:
             raise DataError(f"{where}: the query has no positive", dataset=label, hint="fix or remove the row")
         found = _texts(record[negatives], passages, f"{where} column {negatives!r}", label) if negatives else []
+        for column in numbered:
+            found += _texts(record[column], passages, f"{where} column {column!r}", label)
         rows.append((text, positives, found))
     return rows
 
