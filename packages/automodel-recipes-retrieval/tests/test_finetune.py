@@ -11,7 +11,7 @@ from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
 from automodel.config import ConfigError
 from automodel.data.retrieval import load_retrieval_eval_set
-from automodel.models import cross_encoder_scores
+from automodel.models import AutoModelBiEncoder, cross_encoder_scores
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,25 @@ def test_mistakes_in_the_config_name_the_key(tmp_path, sections, key, says):
     with pytest.raises(ConfigError, match=says) as error:
         run(bi_encoder_config(tmp_path, **sections))
     assert key in str(error.value)
+
+
+def test_a_lora_run_saves_an_adapter_that_sentence_transformers_applies_to_the_base(tmp_path):
+    lora = {"_target_": "automodel.peft.LoRAConfig", "dim": 4, "alpha": 8, "target_modules": ["query", "value"]}
+    recipe = run(bi_encoder_config(tmp_path, peft=lora, validation_dataset=None))
+    model_dir = tmp_path / "step_000012" / "model"
+    assert (model_dir / "adapter_config.json").is_file() and not (model_dir / "model.safetensors").exists()
+    assert (tmp_path / "base_model" / "model.safetensors").is_file()
+    texts = ["what is kept in locker seven of the east hall?", "Locker 7 in the east hall holds the red scarf."]
+    ours = recipe.hf_model.eval().encode(texts, recipe.tokenizer, max_length=24)
+    loaded = SentenceTransformer(str(model_dir), device="cpu")
+    loaded.max_seq_length = 24
+    torch.testing.assert_close(loaded.encode(texts, convert_to_tensor=True), ours, atol=1e-5, rtol=0)
+    base = AutoModelBiEncoder.from_pretrained(tmp_path / "base_model").eval()
+    assert not torch.allclose(base.encode(texts, recipe.tokenizer, max_length=24), ours, atol=1e-3)
+
+
+def test_lora_on_a_cross_encoder_is_refused_naming_peft(tmp_path):
+    lora = {"_target_": "automodel.peft.LoRAConfig", "dim": 4}
+    with pytest.raises(ConfigError, match="LoRA is supported for bi-encoders only") as error:
+        run(cross_encoder_config(tmp_path, peft=lora))
+    assert "peft" in str(error.value)

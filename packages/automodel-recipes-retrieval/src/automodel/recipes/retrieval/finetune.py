@@ -49,6 +49,14 @@ from automodel.distributed import (
     unwrap_model,
 )
 from automodel.models import BiEncoder, load_tokenizer, training_flops_per_token, write_cross_encoder_files
+from automodel.peft import adapter_state_dict
+from automodel.recipes.retrieval.adapters import (
+    add_adapters,
+    base_model_source,
+    build_peft,
+    save_base_model,
+    write_adapter,
+)
 from automodel.recipes.retrieval.evaluation import evaluate_bi_encoder, evaluate_reranker
 from automodel.recipes.retrieval.schema import FINETUNE, FINETUNE_REQUIRED
 from automodel.training import (
@@ -70,12 +78,12 @@ COLLATE_KEYS = ("query_max_length", "passage_max_length", "max_length", "pad_to_
 DEFAULT_K_VALUES = (1, 10, 100)
 
 
-def build_tokenizer(cfg: ConfigNode) -> Any:
-    """Build the ``tokenizer:`` section, or load the tokenizer beside ``model.pretrained_model_name_or_path``."""
+def build_tokenizer(cfg: ConfigNode, model: torch.nn.Module) -> Any:
+    """Build the ``tokenizer:`` section, or load the tokenizer beside the folder or hub id ``model`` came from."""
     if "tokenizer" in cfg:
         return build_section(cfg, "tokenizer")
-    source = cfg.model.get("pretrained_model_name_or_path")
-    if source is None:
+    source = getattr(model.config, "_name_or_path", None)
+    if not source:
         raise config_error(
             cfg,
             "the model is built from a config, so there is no tokenizer to load beside it",
@@ -113,8 +121,8 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device
         self.seed = set_seed(int(cfg.get("seed", 42)))
-        self.tokenizer = build_tokenizer(cfg)
         model = build_section(cfg, "model")
+        self.tokenizer = build_tokenizer(cfg, model)
         self.bi_encoder = isinstance(model, BiEncoder)
         self.k_values = k_values_of(cfg)
         self.collate = plain_section(cfg, "collate", COLLATE_KEYS)
@@ -122,6 +130,7 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
         if self.gradient_cache and not self.bi_encoder:
             raise config_error(cfg, "applies to bi-encoders only", "gradient_cache", "remove the section")
         self.checkpoint = CheckpointSettings.from_options(plain_section(cfg, "checkpoint", CHECKPOINT_KEYS))
+        peft_summary = self._add_adapters(model)
         self.model = self.parallel.parallelize(model.to(self.device))
         self._setup_data()
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -145,12 +154,30 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
         )
         kind = "bi-encoder" if self.bi_encoder else "cross-encoder"
         self.progress.message(f"{kind}: {type(self.loss_fn).__name__}")
+        if peft_summary is not None:
+            self.progress.message(peft_summary)
         if self.parallel.env.world_size > 1:
             self.progress.message(self.parallel.describe())
         if resumed_from is not None:
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
         self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+
+    def _add_adapters(self, model: torch.nn.Module) -> str | None:
+        """Add the ``peft:`` section's LoRA adapters to a bi-encoder's backbone; return the summary line or None.
+
+        A backbone built from a config is saved once to ``<checkpoint.dir>/base_model`` for the adapter to name.
+        """
+        self.peft = build_peft(self.cfg, model)
+        if self.peft is None:
+            return None
+        self.base_model_path = base_model_source(model)
+        if self.base_model_path is None and self.checkpoint.enabled:
+            base = self.checkpoint.dir / "base_model"
+            if self.parallel.is_rank0:
+                save_base_model(model, self.tokenizer, base)
+            self.base_model_path = str(base)
+        return add_adapters(model, self.peft, self.cfg)
 
     def _build_parallelism(self) -> Parallelism:
         section = self.cfg.get("distributed")
@@ -320,9 +347,23 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
     def _extra_files(self) -> dict[str, str]:
         return {"config.yaml": self.cfg.to_yaml(resolve=True, redact=True)}
 
+    def _before_save(self) -> None:
+        """Gather the LoRA adapter from the shards (every rank takes part) before a PEFT checkpoint."""
+        self._adapter_state = adapter_state_dict(self._inner_model().backbone) if self.peft is not None else None
+
+    def _saves_model_weights(self) -> bool:
+        """A PEFT run's ``model/`` holds the adapter, not the full weights."""
+        return self.peft is None
+
     def _write_model_files(self, model_dir: Path) -> None:
-        """Write config.json, the tokenizer and the sentence-transformers files beside the weights."""
+        """Write config.json, the tokenizer and the sentence-transformers files beside the weights (or, for a
+        PEFT run, beside the adapter: sentence-transformers then loads the base model and applies it)."""
         model = self._inner_model()
+        if self.peft is not None:
+            write_adapter(model, model_dir, self.base_model_path, self._adapter_state)
+            self.tokenizer.save_pretrained(model_dir)
+            model.write_sentence_transformers_files(model_dir)
+            return
         write_model_metadata(model, self.tokenizer, model_dir)
         if self.bi_encoder:
             model.write_sentence_transformers_files(model_dir)
@@ -335,7 +376,8 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
         model_dir = str(last_step / "model")
         kind = "SentenceTransformer" if self.bi_encoder else "CrossEncoder"
         how = f"  from sentence_transformers import {kind}\n  model = {kind}({model_dir!r})"
-        self.progress.message(f"model saved to {model_dir}\nload it with sentence-transformers:\n{how}")
+        saved = "model" if self.peft is None else f"LoRA adapter (for {self.base_model_path}; loading needs peft)"
+        self.progress.message(f"{saved} saved to {model_dir}\nload it with sentence-transformers:\n{how}")
 
 
 def main(cfg: ConfigNode | None = None) -> int:

@@ -161,7 +161,7 @@ def run_mining(cfg: ConfigNode) -> dict[str, int]:
     if not isinstance(model, BiEncoder):
         raise config_error(cfg, "must build a bi-encoder", "model", "use automodel.models.AutoModelBiEncoder")
     model = model.to(device).eval()
-    tokenizer = build_tokenizer(cfg)
+    tokenizer = build_tokenizer(cfg, model)
     queries, positives = read_pairs(cfg, options)
     corpus = corpus_texts(options, positives)
     corpus_row = {text: row for row, text in enumerate(corpus)}

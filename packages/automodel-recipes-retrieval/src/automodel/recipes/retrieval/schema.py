@@ -25,6 +25,7 @@ FINETUNE = {
         "pad_to_multiple_of": integer(1),
     },
     "dataloader": {"shuffle": boolean(), "num_workers": integer(0, "data-loading processes")},
+    "peft": BUILT,
     "loss_fn": BUILT,
     "gradient_cache": {"chunk_size": integer(1, "rows embedded at once")},
     "optimizer": BUILT,
