@@ -60,9 +60,7 @@ def contrastive_train_step(
     ``StepResult.loss`` is the mean loss per query; ``num_label_tokens`` counts the queries.
     """
     model.train()
-    num_queries = torch.tensor(count_queries(micro_batches), device=device)
-    if all_reduce is not None:
-        num_queries = all_reduce(num_queries)
+    num_queries = _step_queries(micro_batches, device, all_reduce)
     loss_sum = torch.zeros((), device=device)
     num_tokens, last = 0, len(micro_batches) - 1
     for index, micro_batch in enumerate(micro_batches):
@@ -112,9 +110,7 @@ def rerank_train_step(
     ``ListwiseSoftmaxLoss`` (which takes no labels). ``StepResult.loss`` is the mean loss per query.
     """
     model.train()
-    num_queries = torch.tensor(count_queries(micro_batches), device=device)
-    if all_reduce is not None:
-        num_queries = all_reduce(num_queries)
+    num_queries = _step_queries(micro_batches, device, all_reduce)
     loss_sum = torch.zeros((), device=device)
     num_tokens, last = 0, len(micro_batches) - 1
     for index, micro_batch in enumerate(micro_batches):
@@ -128,6 +124,14 @@ def rerank_train_step(
             loss.backward()
         loss_sum += loss.detach()
     return _finish_step(model, optimizer, lr_scheduler, max_grad_norm, all_reduce, loss_sum, num_queries, num_tokens)
+
+
+def _step_queries(
+    micro_batches: Sequence[dict], device: torch.device | str, all_reduce: Callable[[torch.Tensor], torch.Tensor] | None
+) -> torch.Tensor:
+    """The queries of the whole step, summed over the ranks ``all_reduce`` covers: every loss's divisor."""
+    count = torch.tensor(count_queries(micro_batches), device=device)
+    return count if all_reduce is None else all_reduce(count)
 
 
 def _takes_labels(loss_fn: Any) -> bool:
