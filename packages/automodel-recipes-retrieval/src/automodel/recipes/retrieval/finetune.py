@@ -337,8 +337,12 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
             fast_forward(self.dataloader, self.step_scheduler.epoch, self.step_scheduler.samples_into_epoch)
 
     def _flops_per_token(self, seq_length: int) -> float:
-        """The encoder's training FLOPs per token (no LM head: vocab_size counted as 0)."""
-        config = {**self._inner_model().config.to_dict(), "vocab_size": 0}
+        """The encoder's training FLOPs per token: no LM head (vocab_size counted as 0); an encoder's MLP has
+        two matrices where the count assumes a gated MLP's three (intermediate_size scaled by 2/3)."""
+        config = self._inner_model().config.to_dict()
+        if not config.get("is_decoder") and config.get("hidden_act") != "silu":
+            config["intermediate_size"] = config.get("intermediate_size", 0) * 2 / 3
+        config["vocab_size"] = 0
         try:
             return training_flops_per_token(config, seq_length)
         except (KeyError, TypeError, ValueError):
