@@ -56,9 +56,10 @@ def test_sentence_transformers_loads_it_with_our_embeddings_and_measures_our_ndc
     assert evaluator(loaded)[evaluator.primary_metric] == pytest.approx(reported, abs=0.01)
 
 
-def test_mined_negatives_are_never_positives_and_train_the_bi_encoder(tmp_path):
-    mined = tmp_path / "mined.jsonl"
+def test_mined_negatives_are_never_positives_and_train_the_bi_encoder(bi_encoder_run, tmp_path):
+    mined, trained = tmp_path / "mined.jsonl", str(sorted(bi_encoder_run.glob("step_*"))[-1] / "model")
     argv = ["mine", "retrieval", "-c", "examples/retrieval/tiny_mine.yaml", "--mining.output", str(mined)]
+    argv += ["--model.pretrained_model_name_or_path", trained]
     result = run_cli(argv, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"into {mined}" in result.stderr
