@@ -148,3 +148,45 @@ def test_mistakes_name_the_key(tmp_path, mining, key, says):
     with pytest.raises(ConfigError, match=re.escape(says)) as error:
         run_mining(_mine_config(tmp_path, rows=10, **mining))
     assert key in str(error.value)
+
+
+def test_rescoring_with_a_cross_encoder_gives_sentence_transformers_negatives(tmp_path):
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer
+
+    from automodel.models import AutoModelCrossEncoder, write_cross_encoder_files
+
+    reranker_dir = tmp_path / "reranker"
+    config = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 128,
+              "initializer_range": 0.2}  # fmt: skip
+    reranker = AutoModelCrossEncoder.from_config(config, seed=0)
+    reranker.save_pretrained(reranker_dir)
+    AutoTokenizer.from_pretrained(MINILM).save_pretrained(reranker_dir)
+    write_cross_encoder_files(reranker, reranker_dir, max_seq_length=64)
+    cfg = _mine_config(tmp_path, rows=40, range_min=0, range_max=10, relative_margin=None)
+    cfg = config_from_dict(
+        {
+            **cfg.to_container(),
+            "cross_encoder": {"_target_": "automodel.models.AutoModelCrossEncoder.from_pretrained",
+                              "pretrained_model_name_or_path": str(reranker_dir)},
+        }
+    )  # fmt: skip
+    run_mining(cfg)
+    ours = {row["query"]: row["negatives"] for row in read_jsonl(tmp_path / "mined.jsonl")}
+    corpus = [json.loads(line)["text"] for line in (tmp_path / "corpus.jsonl").read_text().splitlines()]
+    theirs = mine_hard_negatives(
+        Dataset.from_list(read_jsonl(tmp_path / "pairs.jsonl")),
+        SentenceTransformer(MINILM, device="cpu"),
+        corpus=corpus,
+        cross_encoder=CrossEncoder(str(reranker_dir), device="cpu"),
+        range_min=0,
+        range_max=10,
+        num_negatives=4,
+        output_format="n-tuple",
+        batch_size=128,
+        verbose=False,
+    )
+    assert len(theirs) == 40
+    for row in theirs:
+        assert ours[row["query"]] == [row[f"negative_{i}"] for i in range(1, 5)]
