@@ -15,6 +15,7 @@ interrupted run on a large corpus resumes where it stopped.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -175,15 +176,26 @@ def run_mining(cfg: ConfigNode) -> dict[str, int]:
         batch_size=int(options.get("batch_size", 64)), device=device,
     ).to(device)  # fmt: skip
     cache = output.with_name(output.name + ".embeddings")
-    chunks = corpus_embedding_chunks(model, tokenizer, corpus, cache, options, device)
+    positive_rows = [{corpus_row[p] for p in row} for row in positives]
+    positive_embeddings: dict[int, torch.Tensor] = {}
+    chunks = keeping_rows(
+        corpus_embedding_chunks(model, tokenizer, corpus, cache, options, device),
+        set().union(*positive_rows),
+        positive_embeddings,
+    )
     candidates = range_max + max(len(p) for p in positives) + 1
     scores, indices = search(query_embeddings, chunks, candidates, bool(options.get("use_faiss")))
     scores, indices = scores.to(device), indices.to(device)
-    positive_rows = [{corpus_row[p] for p in row} for row in positives]
-    reranker = build_cross_encoder(cfg, device) if "cross_encoder" in cfg else None
-    lowest = _lowest_positive_scores(reranker, model, tokenizer, queries, positives, query_embeddings, options, device)
-    if reranker is not None:
+    owners = [q for q, row in enumerate(positives) for _ in row]
+    if "cross_encoder" in cfg:
+        reranker = build_cross_encoder(cfg, device)
+        flat = [p for row in positives for p in row]
+        positive_scores = _cross_scores(reranker, [queries[q] for q in owners], flat, options)
         scores = _rescore(reranker, queries, corpus, indices, options)
+    else:
+        embedded = torch.stack([positive_embeddings[corpus_row[p]] for row in positives for p in row])
+        positive_scores = torch.nn.functional.cosine_similarity(query_embeddings[owners], embedded)
+    lowest = lowest_per_query(positive_scores, owners, len(queries), device)
     filtered = filter_candidates(
         scores, indices, lowest, positive_rows, [corpus_row.get(q, -1) for q in queries], settings
     )
@@ -193,24 +205,24 @@ def run_mining(cfg: ConfigNode) -> dict[str, int]:
     return counts
 
 
-def _lowest_positive_scores(
-    reranker: tuple[Any, Any] | None, model: BiEncoder, tokenizer: Any, queries: list[str],
-    positives: list[list[str]], query_embeddings: torch.Tensor, options: dict, device: torch.device,
-) -> torch.Tensor:  # fmt: skip
-    """Each query's lowest score over its positives (bi-encoder cosine, or the cross-encoder's)."""
-    flat = [p for row in positives for p in row]
-    owners = torch.tensor([q for q, row in enumerate(positives) for _ in row], device=device)
-    if reranker is not None:
-        scores = _cross_scores(reranker, [queries[int(q)] for q in owners], flat, options)
-    else:
-        embedded = encode_texts(
-            model, tokenizer, flat, prompt=model.passage_prompt,
-            max_length=int(options.get("passage_max_length", model.max_seq_length or 256)),
-            batch_size=int(options.get("batch_size", 64)), device=device,
-        ).to(device)  # fmt: skip
-        scores = torch.nn.functional.cosine_similarity(query_embeddings[owners], embedded)
-    lowest = torch.full((len(queries),), float("inf"), device=device)
-    return lowest.scatter_reduce(0, owners, scores.to(device).float(), reduce="amin")
+def keeping_rows(
+    chunks: Iterator[torch.Tensor], rows: set[int], kept: dict[int, torch.Tensor]
+) -> Iterator[torch.Tensor]:
+    """Yield ``chunks`` (consecutive corpus rows) unchanged, keeping the embedding of each of ``rows`` in ``kept``."""
+    ordered, start = sorted(rows), 0
+    for chunk in chunks:
+        inside = ordered[bisect.bisect_left(ordered, start) : bisect.bisect_left(ordered, start + chunk.shape[0])]
+        selected = chunk[torch.tensor(inside, dtype=torch.long, device=chunk.device) - start]
+        kept.update(zip(inside, selected, strict=True))
+        start += chunk.shape[0]
+        yield chunk
+
+
+def lowest_per_query(scores: torch.Tensor, owners: list[int], queries: int, device: torch.device) -> torch.Tensor:
+    """Each query's lowest score over its positives: ``scores[i]`` belongs to query ``owners[i]``."""
+    lowest = torch.full((queries,), float("inf"), device=device)
+    index = torch.tensor(owners, device=device)
+    return lowest.scatter_reduce(0, index, scores.to(device).float(), reduce="amin")
 
 
 def build_cross_encoder(cfg: ConfigNode, device: torch.device) -> tuple[Any, Any]:
