@@ -67,6 +67,7 @@ def test_mined_negatives_are_never_positives_and_train_the_bi_encoder(bi_encoder
     assert len(rows) > 2000 and all(row["positive"] not in row["negatives"] for row in rows)
     argv = ["finetune", "retrieval", "-c", "examples/retrieval/tiny_biencoder.yaml", "--checkpoint.dir", str(tmp_path)]
     extra = ["--dataset.path_or_dataset_id", str(mined), "--step_scheduler.max_steps", "12", "--~validation_dataset"]
+    extra += ["--step_scheduler.log_interval", "1"]
     result = run_cli([*argv, *extra, *QUIET], cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(_jsonl(tmp_path / "training.jsonl")) == 12
