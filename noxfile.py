@@ -79,7 +79,7 @@ def e2e(session: nox.Session) -> None:
     """
     session.run("bash", str(ROOT / "tools" / "install_slurm.sh"), external=True)
     _sync(session, "--all-packages")
-    session.run("pytest", str(ROOT / "tests"), *session.posargs, env=TEST_ENV)
+    session.run("pytest", str(ROOT / "tests"), "--durations=20", *session.posargs, env=TEST_ENV)
 
 
 @nox.session

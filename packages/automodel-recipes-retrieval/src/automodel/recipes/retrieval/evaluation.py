@@ -24,18 +24,24 @@ def encode_texts(
     batch_size: int,
     device: torch.device | str,
 ) -> torch.Tensor:
-    """Return the bi-encoder's embeddings [len(texts), D] (float32, on the CPU) of ``prompt + text`` for each text."""
+    """Return the bi-encoder's embeddings [len(texts), D] (float32, on the CPU) of ``prompt + text`` for each text.
+
+    Texts are embedded longest first, so that each batch holds texts of similar length and pads
+    little (as sentence-transformers' ``encode`` does); the rows come back in the given order.
+    """
+    order = sorted(range(len(texts)), key=lambda row: -len(texts[row]))
     chunks = []
-    for start in range(0, len(texts), batch_size):
+    for start in range(0, len(order), batch_size):
         inputs = tokenizer(
-            [(prompt or "") + text for text in texts[start : start + batch_size]],
+            [(prompt or "") + texts[row] for row in order[start : start + batch_size]],
             padding=True,
             truncation=True,
             max_length=max_length,
             return_tensors="pt",
         )
         chunks.append(model(**to_device(dict(inputs), device)).float().cpu())
-    return torch.cat(chunks)
+    embeddings = torch.cat(chunks)
+    return embeddings[torch.argsort(torch.tensor(order))]
 
 
 def evaluate_bi_encoder(
