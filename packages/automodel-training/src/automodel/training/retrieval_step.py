@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from automodel.training.grad_cache import cached_contrastive_backward
-from automodel.training.step import StepResult, _gradient_sync, clip_grad_norm, to_device
+from automodel.training.step import StepResult, _gradient_sync, finish_step, to_device
 
 QUERY, PASSAGE = "query_", "passage_"
 
@@ -89,7 +89,7 @@ def contrastive_train_step(
                 )
                 loss.backward()
         loss_sum += loss.detach()
-    return _finish_step(model, optimizer, lr_scheduler, max_grad_norm, all_reduce, loss_sum, num_queries, num_tokens)
+    return finish_step(model, optimizer, lr_scheduler, max_grad_norm, all_reduce, loss_sum, num_queries, num_tokens)
 
 
 def rerank_train_step(
@@ -123,7 +123,7 @@ def rerank_train_step(
             loss = loss_fn(logits, group_size, num_queries=num_queries, **extra)
             loss.backward()
         loss_sum += loss.detach()
-    return _finish_step(model, optimizer, lr_scheduler, max_grad_norm, all_reduce, loss_sum, num_queries, num_tokens)
+    return finish_step(model, optimizer, lr_scheduler, max_grad_norm, all_reduce, loss_sum, num_queries, num_tokens)
 
 
 def _step_queries(
@@ -137,24 +137,3 @@ def _step_queries(
 def _takes_labels(loss_fn: Any) -> bool:
     """Whether a reranking loss reads the pairs' labels (BCE does, listwise softmax does not)."""
     return "labels" in inspect.signature(loss_fn.forward if hasattr(loss_fn, "forward") else loss_fn).parameters
-
-
-def _finish_step(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    lr_scheduler: Any,
-    max_grad_norm: float | None,
-    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None,
-    loss_sum: torch.Tensor,
-    num_queries: torch.Tensor,
-    num_tokens: int,
-) -> StepResult:
-    """Clip, step the optimizer and the LR schedule; return the StepResult."""
-    if all_reduce is not None:
-        loss_sum = all_reduce(loss_sum)
-    grad_norm = clip_grad_norm(model.parameters(), max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    if lr_scheduler is not None:
-        lr_scheduler.step()
-    return StepResult(float(loss_sum), grad_norm, int(num_queries), num_tokens)

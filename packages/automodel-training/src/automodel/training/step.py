@@ -132,6 +132,23 @@ def train_step(
             loss = forward_loss(model, batch, loss_fn, num_label_tokens)
             loss.backward()
         loss_sum += loss.detach()
+    return finish_step(
+        model, optimizer, lr_scheduler, max_grad_norm, all_reduce, loss_sum, num_label_tokens, num_tokens
+    )
+
+
+def finish_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any,
+    max_grad_norm: float | None,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None,
+    loss_sum: torch.Tensor,
+    num_label_tokens: torch.Tensor,
+    num_tokens: int,
+) -> StepResult:
+    """End a step whose micro-batches have run backward: sum the loss over the ranks, clip, step the optimizer
+    and the LR schedule; return the StepResult (``num_label_tokens``: the step's loss divisor over every rank)."""
     if all_reduce is not None:
         loss_sum = all_reduce(loss_sum)
     grad_norm = clip_grad_norm(model.parameters(), max_grad_norm)
