@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 import automodel.data as data
+import automodel.data.diffusion as diffusion
 import automodel.data.llm as llm
 import automodel.data.vlm as vlm
 from automodel.data import DataError
 
 SOURCE = Path(data.__file__).parent
-DECLARED = {"torch", "datasets", "torchdata", "numpy", "PIL"}
+DECLARED = {"torch", "datasets", "torchdata", "numpy", "PIL", "safetensors"}
 
 
 def _runtime_imports(path: Path) -> set[str]:
@@ -46,7 +47,7 @@ def test_the_package_imports_only_its_declared_dependencies_and_no_other_automod
 
 
 def test_every_public_name_is_defined_documented_and_typed() -> None:
-    for module in (data, llm, vlm):
+    for module in (data, llm, vlm, diffusion):
         assert len(set(module.__all__)) == len(module.__all__)
         for name in module.__all__:
             obj = getattr(module, name)

@@ -19,6 +19,20 @@ from automodel.models.auto_model import AutoModelForCausalLM, AutoModelForImageT
 from automodel.models.bi_encoder import AutoModelBiEncoder, BiEncoder
 from automodel.models.chat_template import CHATML_TEMPLATE, CHATML_VLM_TEMPLATE, IMAGE_TOKEN
 from automodel.models.cross_encoder import AutoModelCrossEncoder, cross_encoder_scores, write_cross_encoder_files
+from automodel.models.diffusion_encoding import (
+    DenoiserForTraining,
+    encode_images,
+    encode_prompts,
+    pipeline_kind,
+    sample_images,
+    sampling_arguments,
+)
+from automodel.models.diffusion_pipeline import (
+    MODEL_INDEX,
+    AutoDiffusionPipeline,
+    DiffusionPipelineForTraining,
+    read_model_index,
+)
 from automodel.models.dtypes import resolve_torch_dtype
 from automodel.models.errors import ModelError
 from automodel.models.flops import training_flops_per_token
@@ -27,34 +41,54 @@ from automodel.models.model_config import build_model_config
 from automodel.models.pooling import POOLING_MODES
 from automodel.models.processor_loading import check_processor_matches, load_processor
 from automodel.models.tiny_configs import tiny_llama_config, tiny_vlm_config
+from automodel.models.tiny_diffusion import (
+    build_tiny_sd3_pipeline,
+    tiny_sd3_transformer_config,
+    tiny_vae,
+    word_level_tokenizer,
+)
 from automodel.models.tiny_vlm import build_tiny_vlm
 from automodel.models.tokenizer_loading import load_tokenizer
 from automodel.models.tokenizer_training import build_tokenizer
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "CHATML_TEMPLATE",
     "CHATML_VLM_TEMPLATE",
     "IMAGE_TOKEN",
+    "MODEL_INDEX",
     "POOLING_MODES",
+    "AutoDiffusionPipeline",
     "AutoModelBiEncoder",
     "AutoModelCrossEncoder",
     "AutoModelForCausalLM",
     "AutoModelForImageTextToText",
     "BiEncoder",
+    "DenoiserForTraining",
+    "DiffusionPipelineForTraining",
     "ModelError",
     "apply_liger_kernel",
     "build_model_config",
+    "build_tiny_sd3_pipeline",
     "build_tiny_vlm",
     "build_tokenizer",
     "check_processor_matches",
     "cross_encoder_scores",
+    "encode_images",
+    "encode_prompts",
     "load_processor",
     "load_tokenizer",
+    "pipeline_kind",
+    "read_model_index",
     "resolve_torch_dtype",
+    "sample_images",
+    "sampling_arguments",
     "tiny_llama_config",
+    "tiny_sd3_transformer_config",
+    "tiny_vae",
     "tiny_vlm_config",
     "training_flops_per_token",
+    "word_level_tokenizer",
     "write_cross_encoder_files",
 ]

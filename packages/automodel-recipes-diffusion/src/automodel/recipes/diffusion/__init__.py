@@ -1,0 +1,1 @@
+"""automodel.recipes.diffusion: train.diffusion (flow matching, LoRA, EMA) and preprocess.diffusion (latent cache)."""

@@ -1,0 +1,69 @@
+"""Turning image-caption batches into what the training step reads (latents and prompt embeddings),
+and the fingerprint that ties a latent cache to the encoders that made it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automodel.models import encode_images, encode_prompts, read_model_index
+
+ENCODERS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+
+
+def encode_batch(pipeline: Any, batch: dict, device: torch.device, max_sequence_length: int) -> dict:
+    """Return ``{"indices", "latents", prompt embeddings...}`` for a collated image-caption batch."""
+    pixels = batch["pixel_values"].to(device)
+    encoded = {"indices": batch["indices"], "latents": encode_images(pipeline, pixels)}
+    encoded.update(encode_prompts(pipeline, batch["captions"], max_sequence_length=max_sequence_length))
+    return encoded
+
+
+def null_conditioning(pipeline: Any, max_sequence_length: int) -> dict[str, torch.Tensor]:
+    """The empty caption's prompt embeddings, one sample without the batch dimension (for caption dropout)."""
+    return {k: v[0] for k, v in encode_prompts(pipeline, [""], max_sequence_length=max_sequence_length).items()}
+
+
+def encoder_fingerprint(source: str, max_sequence_length: int) -> dict[str, Any]:
+    """What a latent cache depends on: the VAE and text encoders of ``source`` and the prompt length.
+
+    Each encoder is named by a hash of its ``config.json`` and of its weight files' safetensors
+    headers (names, shapes, dtypes and byte offsets), read without loading any weights.
+    Components absent from the pipeline are left out.
+    """
+    folder = _local_folder(source)
+    index = read_model_index(str(folder))
+    fingerprint: dict[str, Any] = {"pipeline": index["_class_name"], "max_sequence_length": max_sequence_length}
+    for name in ENCODERS:
+        entry = index.get(name)
+        if isinstance(entry, list) and entry and entry[0] is not None and (folder / name).is_dir():
+            fingerprint[name] = _component_hash(folder / name)
+    return fingerprint
+
+
+def _local_folder(source: str) -> Path:
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(source, allow_patterns=["model_index.json", "*/config.json", "*.json", "*.safetensors"])
+    )
+
+
+def _component_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    config = folder / "config.json"
+    if config.is_file():
+        digest.update(json.dumps(json.loads(config.read_text(encoding="utf-8")), sort_keys=True).encode())
+    for file in sorted(folder.glob("*.safetensors")):
+        with file.open("rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            digest.update(file.name.encode())
+            digest.update(handle.read(size))
+    return digest.hexdigest()[:16]

@@ -1,0 +1,79 @@
+"""The diffusion recipes' configs in one strict schema each: every section, every plain key and its kind.
+
+``automodel.config.check_config`` applies them first in ``setup()``, before anything is built.
+"""
+
+from __future__ import annotations
+
+from automodel.checkpoint import CheckpointSettings
+from automodel.config import BUILT, OWNED, anything, boolean, integer, number, signature_settings, text
+from automodel.training import StepScheduler
+
+PARALLEL_SCHEMES = ("ddp", "fsdp2")
+
+FLOW_MATCHING = {
+    "timestep_sampling": text(("uniform", "logit_normal", "mode", "sigmoid")),
+    "logit_mean": number(),
+    "logit_std": number(0),
+    "mode_scale": number(),
+    "sigmoid_scale": number(0),
+    "flow_shift": number(0),
+    "resolution_shift": anything("a mapping of base_shift, max_shift, base_seq_len, max_seq_len"),
+    "weighting": text(("none", "sigma_sqrt", "cosmap")),
+    "caption_dropout": number(0),
+}
+
+TRAIN = {
+    "recipe": text(),
+    "slurm": OWNED,
+    "k8s": OWNED,
+    "seed": integer(0, "the random seed"),
+    "model": BUILT,
+    "dataset": BUILT,
+    "validation_dataset": BUILT,
+    "dataloader": {"shuffle": boolean(), "num_workers": integer(0, "data-loading processes")},
+    "prompts": {"max_sequence_length": integer(1)},
+    "flow_matching": FLOW_MATCHING,
+    "ema": {"decay": number(0), "update_after_step": integer(0, "steps"), "warmup": boolean()},
+    "peft": BUILT,
+    "compile": OWNED,
+    "optimizer": BUILT,
+    "lr_scheduler": BUILT,
+    "step_scheduler": signature_settings(
+        StepScheduler, skip=("dataloader", "dp_size"), minimums=StepScheduler.MINIMUMS
+    ),
+    "clip_grad_norm": {"max_norm": number(0)},
+    "checkpoint": signature_settings(CheckpointSettings),
+    "restore_from": {"path": text(describe="latest, a step folder, or null")},
+    "validation": {
+        "batch_size": integer(1),
+        "timesteps": anything("a list of sigmas in (0, 1)"),
+        "prompts": anything("a list of prompts"),
+        "num_prompts": integer(0, "prompts"),
+        "num_inference_steps": integer(1),
+        "guidance_scale": number(0),
+        "height": integer(8),
+        "width": integer(8),
+    },
+    "logging": {"peak_tflops": number(0), "progress_bar": boolean()},
+    "parallel_scheme": text(PARALLEL_SCHEMES),
+    "distributed": OWNED,
+}
+TRAIN_REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
+
+PREPROCESS = {
+    "recipe": text(),
+    "slurm": OWNED,
+    "k8s": OWNED,
+    "seed": integer(0, "the random seed"),
+    "model": BUILT,
+    "dataset": BUILT,
+    "prompts": {"max_sequence_length": integer(1)},
+    "latent_cache": {
+        "dir": text(describe="the cache folder"),
+        "batch_size": integer(1),
+        "samples_per_shard": integer(1),
+    },
+    "distributed": OWNED,
+}
+PREPROCESS_REQUIRED = ("model", "dataset", "latent_cache")
