@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,3 +89,28 @@ def run_cli(argv: list[str], cwd: str | Path, env: dict[str, str] | None = None,
             process.join()
             raise TimeoutError(f"automodel {' '.join(argv)} ran past {timeout} s")
         return CliResult(process.exitcode, Path(out).read_text(), Path(err).read_text())
+
+
+def steps_logged(run_dir: Path) -> int:
+    """The number of steps a run in ``run_dir`` has logged to ``training.jsonl`` (0 before the first)."""
+    path = run_dir / "training.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def kill_after_new_steps(
+    argv: list[str], cwd: str | Path, run_dir: Path, logs: Path, *, new_steps: int, delay: float
+) -> int:
+    """Start ``automodel ARGV``, SIGKILL it ``delay`` seconds after it logged ``new_steps`` more steps
+    (or when it ends by itself, or after 120 s), and return its exit code (``-SIGKILL`` when killed).
+
+    Its stdout and stderr are written to ``logs/stdout`` and ``logs/stderr``.
+    """
+    before = steps_logged(run_dir)
+    process = start_cli(argv, cwd, out=logs / "stdout", err=logs / "stderr")
+    deadline = time.time() + 120
+    while steps_logged(run_dir) < before + new_steps and process.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(delay)
+    process.kill()
+    process.join()
+    return process.exitcode

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import random
 import signal
-import time
 from pathlib import Path
 
 import torch
-from cli_fork import run_cli, start_cli
+from cli_fork import kill_after_new_steps, run_cli
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +43,6 @@ def _command(run_dir: Path) -> list[str]:
     ]
 
 
-def _steps_logged(run_dir: Path) -> int:
-    path = run_dir / "training.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "step_000200" / "model" / "model.safetensors")
 
@@ -61,17 +55,12 @@ def test_ten_random_sigkills_end_with_the_uninterrupted_weights(tmp_path):
     run_dir, rng = tmp_path / "killed", random.Random(0)
     killed = 0
     for _ in range(KILLS):
-        before = _steps_logged(run_dir)
         latest = (run_dir / "latest").read_text().strip() if (run_dir / "latest").exists() else None
+        exitcode = kill_after_new_steps(
+            _command(run_dir), ROOT, run_dir, tmp_path, new_steps=1, delay=rng.uniform(0.0, 0.25)
+        )
+        killed += exitcode == -signal.SIGKILL
         stderr = tmp_path / "stderr"
-        proc = start_cli(_command(run_dir), ROOT, out=tmp_path / "stdout", err=stderr)
-        deadline = time.time() + 120
-        while _steps_logged(run_dir) <= before and proc.is_alive() and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.25))
-        proc.kill()
-        proc.join()
-        killed += proc.exitcode == -signal.SIGKILL
         err = stderr.read_text()
         resumed = [line for line in err.splitlines() if line.startswith("resumed from")]
         assert resumed == ([f"resumed from {run_dir / latest} at step {int(latest[5:])}"] if latest else []), err

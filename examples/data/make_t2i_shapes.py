@@ -2,9 +2,10 @@
 
     python examples/data/make_t2i_shapes.py    # writes t2i_shapes/{train,validation}/ and tiny_t2i/pipeline/
 
-Each 32x32 PNG shows one filled square, circle or triangle of a random size and position on a
-white background, in one of four colours (red, green, blue, yellow); its caption names them
-("a red circle"). Train and validation folders follow the diffusers ImageFolder convention
+Each 32x32 PNG shows one filled square, circle or triangle of a random size (16 to 22 pixels) near
+the centre (within 3 pixels) of a white background, in one of four colours (red, green, blue,
+yellow); its caption names them ("a red circle"). Train and validation folders follow the
+diffusers ImageFolder convention
 (PNGs beside a metadata.jsonl of {"file_name", "text"}); no validation image is also a training
 image. tiny_t2i/pipeline/ is a Stable Diffusion 3 pipeline folder whose VAE this script trains
 on the training images (a few minutes on 2 CPU cores) and whose text encoders, tokenizers and
@@ -30,6 +31,7 @@ from t2i_shapes_check import COLOURS, SHAPES
 from automodel.models import build_tiny_sd3_pipeline, tiny_vae
 
 SIDE = 32
+JITTER = 3
 HERE = Path(__file__).parent
 VOCABULARY = ["a", *COLOURS, *SHAPES]
 
@@ -83,6 +85,12 @@ def train_vae(images: list[np.ndarray], steps: int, seed: int) -> torch.nn.Modul
     return vae.eval()
 
 
+def _near_centre(size: int) -> range:
+    """The top-left offsets that put a shape of side ``size`` within ``JITTER`` pixels of the centre."""
+    centre = (SIDE - size) // 2
+    return range(max(0, centre - JITTER), min(SIDE - size, centre + JITTER) + 1)
+
+
 def main(seed: int = 0, train: int = 480, validation: int = 48, vae_steps: int = 500) -> None:
     """Write the data and the pipeline folder, replacing earlier output."""
     rng = random.Random(seed)
@@ -90,9 +98,9 @@ def main(seed: int = 0, train: int = 480, validation: int = 48, vae_steps: int =
         (colour, shape, size, x, y)
         for colour in COLOURS
         for shape in SHAPES
-        for size in range(12, 21, 2)
-        for x in range(0, SIDE - size + 1, 2)
-        for y in range(0, SIDE - size + 1, 2)
+        for size in range(16, 23, 2)
+        for x in _near_centre(size)
+        for y in _near_centre(size)
     ]
     rng.shuffle(pool)
     by_class: dict[tuple, list[tuple]] = {}

@@ -154,7 +154,9 @@ class AutoDiffusionPipeline:
             )
         dtype = resolve_torch_dtype(torch_dtype)
         with _seeded(seed):
-            denoiser = denoiser_class.from_config(config).to(dtype)
+            denoiser = denoiser_class.from_config(config)
+        if denoiser.dtype != dtype:
+            denoiser = denoiser.to(dtype)
         skipped = _skipped_components(index, denoiser_name, components)
         pipeline = _load_pipeline(source, {**skipped, denoiser_name: denoiser, **hub_kwargs(kwargs, "pipeline")})
         return _finish(pipeline, denoiser_name, train_components, source, torch_dtype, compute_dtype)

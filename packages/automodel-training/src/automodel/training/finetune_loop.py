@@ -37,6 +37,9 @@ RESUME_SKIPS = ("model", "optimizer", "val_dataloader")
 class FinetuneLoop(BaseRecipe):
     """The shared run of a fine-tuning recipe; subclasses provide ``setup()`` and the hooks below."""
 
+    throughput_label = "tps"
+    """The progress line's name for ``MetricsSample.tps``: tokens per second, or a recipe's own unit."""
+
     @property
     def hf_model(self) -> torch.nn.Module:
         """The Hugging Face model being trained (inside a data-parallel wrapper, if any)."""
@@ -134,7 +137,9 @@ class FinetuneLoop(BaseRecipe):
         )
         if self.parallel.is_rank0:
             self.training_log.write({**sample.to_dict(), **(extra or {})})
-        self.progress.update(sample.step, {"loss": sample.loss, "lr": sample.lr, "tps": round(sample.tps)})
+        self.progress.update(
+            sample.step, {"loss": sample.loss, "lr": sample.lr, self.throughput_label: round(sample.tps)}
+        )
 
     def _validation_metrics(self) -> dict:
         """Return ``val_loss``, ``val_ppl`` and ``val_tokens`` of the model over the validation set."""

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from automodel.models import encode_images, encode_prompts, read_model_index
+from automodel.recipes.diffusion.pipeline_files import local_pipeline_folder
 
 ENCODERS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 
@@ -36,7 +37,7 @@ def encoder_fingerprint(source: str, max_sequence_length: int) -> dict[str, Any]
     headers (names, shapes, dtypes and byte offsets), read without loading any weights.
     Components absent from the pipeline are left out.
     """
-    folder = _local_folder(source)
+    folder = local_pipeline_folder(source, ["model_index.json", "*.json", "*.safetensors"])
     index = read_model_index(str(folder))
     fingerprint: dict[str, Any] = {"pipeline": index["_class_name"], "max_sequence_length": max_sequence_length}
     for name in ENCODERS:
@@ -44,16 +45,6 @@ def encoder_fingerprint(source: str, max_sequence_length: int) -> dict[str, Any]
         if isinstance(entry, list) and entry and entry[0] is not None and (folder / name).is_dir():
             fingerprint[name] = _component_hash(folder / name)
     return fingerprint
-
-
-def _local_folder(source: str) -> Path:
-    if Path(source).is_dir():
-        return Path(source)
-    from huggingface_hub import snapshot_download
-
-    return Path(
-        snapshot_download(source, allow_patterns=["model_index.json", "*/config.json", "*.json", "*.safetensors"])
-    )
 
 
 def _component_hash(folder: Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -21,14 +20,14 @@ def build_lora(cfg: ConfigNode) -> LoRAConfig | None:
     section = cfg.get("peft")
     if section is None:
         return None
-    lora = build_section(cfg, "peft")
+    chosen = section.get("target_modules") is not None or bool(section.get("match_all_linear"))
+    defaults = {} if chosen else {"target_modules": list(ATTENTION_PROJECTIONS)}
+    lora = build_section(cfg, "peft", **defaults)
     if not isinstance(lora, LoRAConfig):
         raise config_error(section, f"builds a {type(lora).__name__}, not a LoRA config", "_target_")
     for unsupported in ("save_merged", "use_dora"):
         if getattr(lora, unsupported):
             raise config_error(section, f"{unsupported} is not supported by the diffusion recipe yet", unsupported)
-    if not lora.target_modules and not lora.match_all_linear:
-        lora = dataclasses.replace(lora, target_modules=list(ATTENTION_PROJECTIONS))
     return lora
 
 

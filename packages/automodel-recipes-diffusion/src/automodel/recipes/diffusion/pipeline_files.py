@@ -17,13 +17,16 @@ from automodel.models import MODEL_INDEX
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
 
-def local_pipeline_folder(source: str) -> Path:
-    """The local folder of a pipeline source: the folder itself, or the hub snapshot in the local cache."""
+def local_pipeline_folder(source: str, allow_patterns: list[str] | None = None) -> Path:
+    """The local folder of a pipeline source: the folder itself, or the hub snapshot in the local cache.
+
+    ``allow_patterns`` limits what a hub snapshot fetches (all files by default).
+    """
     if Path(source).is_dir():
         return Path(source)
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(source))
+    return Path(snapshot_download(source, allow_patterns=allow_patterns))
 
 
 def link_frozen_components(source: Path, model_dir: Path, denoiser_name: str) -> None:
@@ -84,10 +87,3 @@ def write_lora(
         **{f"{denoiser_name}_lora_layers": layers, f"{denoiser_name}_lora_adapter_metadata": dict(settings)},
         safe_serialization=True,
     )
-
-
-def write_ema(
-    ema_state: Mapping[str, torch.Tensor], denoiser: torch.nn.Module, out_dir: Path, max_shard_size: str | int
-) -> None:
-    """Write the EMA weights as a diffusers model folder (``<denoiser class>.from_pretrained(out_dir)`` loads it)."""
-    write_denoiser(denoiser, ema_state, out_dir, max_shard_size)

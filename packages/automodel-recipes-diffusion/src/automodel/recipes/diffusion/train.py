@@ -117,6 +117,8 @@ class DiffusionTrainingState(torch.nn.Module):
 class TrainRecipeForDiffusion(FinetuneLoop):
     """Train a diffusion pipeline's denoiser on one process or many; see the module docstring."""
 
+    throughput_label = "img/s"
+
     def __init__(self, cfg: ConfigNode) -> None:
         self.cfg = cfg
 
@@ -134,6 +136,7 @@ class TrainRecipeForDiffusion(FinetuneLoop):
         self.from_cache = _dataset_is_latent_cache(cfg, "dataset")
         self.trainable = self._build_pipeline()
         self.kind = pipeline_kind(self.trainable.pipeline)
+        self.trainable.pipeline.set_progress_bar_config(disable=True)
         self.checkpoint = CheckpointSettings.from_options(plain_section(cfg, "checkpoint", CHECKPOINT_KEYS))
         self.pipeline_files = local_pipeline_folder(self.trainable.source) if self.parallel.is_rank0 else None
         self._move_components()
@@ -319,7 +322,24 @@ class TrainRecipeForDiffusion(FinetuneLoop):
             dataset = build_section(cfg, key)
         if self.from_cache:
             self._check_latent_channels(dataset, key)
+        else:
+            self._check_resolutions(dataset, key)
         return dataset
+
+    def _check_resolutions(self, dataset: Any, key: str) -> None:
+        """An image size the VAE (and the transformer's patches) cannot take is a user error naming the section."""
+        pipeline = self.trainable.pipeline
+        factor = int(pipeline.vae_scale_factor) * int(getattr(pipeline, "patch_size", 1) or 1)
+        for height, width in getattr(dataset, "buckets", ()):
+            if height % factor or width % factor:
+                raise config_error(
+                    self.cfg,
+                    f"resizes images to {height}x{width}, which this pipeline cannot take: height and width must be "
+                    f"multiples of {factor} (the VAE's downsampling times the denoiser's patch size)",
+                    key,
+                    f"set resolution (and every bucket) to multiples of {factor}, e.g. "
+                    f"{max(factor, height - height % factor)}",
+                )
 
     def _check_latent_channels(self, dataset: Any, key: str) -> None:
         """A cache whose latents the denoiser cannot take is a user error naming the section."""
@@ -372,6 +392,10 @@ class TrainRecipeForDiffusion(FinetuneLoop):
             all_reduce=self.parallel.sum_over_data_parallel(),
             ema=self.ema,
         )
+
+    def _resume_objects(self) -> dict[str, Any]:
+        """The loop's resume objects without the denoiser and the EMA: the checkpointed model holds both."""
+        return {k: v for k, v in super()._resume_objects().items() if k not in ("denoiser", "ema")}
 
     def _batch_rows(self, batch: dict) -> int:
         return len(batch["indices"])
