@@ -56,13 +56,14 @@ import torch
 from _measure import status_mib, write_csv
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 
+from automodel.config import load_config
 from automodel.models import AutoDiffusionPipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "diffusion.csv"
 PIPELINE = ROOT / "examples" / "data" / "tiny_t2i" / "pipeline"
 DATA = ROOT / "examples" / "data" / "t2i_shapes"
-DENOISER = {"num_layers": 3, "attention_head_dim": 32, "num_attention_heads": 2, "caption_projection_dim": 64}
+DENOISER = load_config(ROOT / "examples" / "diffusion" / "tiny_t2i.yaml").model.denoiser_config.to_container()
 SEED, BATCH, LR, RESOLUTION, MAX_SEQUENCE_LENGTH, WARMUP = 1234, 32, 1e-3, 32, 8, 10
 HELD_OUT_SIGMAS = (0.25, 0.5, 0.75)
 SCRIPT, SCRIPT_MEAN = "diffusers script loop", "script loop, posterior mean"
