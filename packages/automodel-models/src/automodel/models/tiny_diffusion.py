@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import diffusers
 import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
@@ -35,10 +35,10 @@ def tiny_sd3_transformer_config(*, latent_size: int = 16, **overrides: Any) -> d
     }
 
 
-def tiny_vae(*, seed: int = 0) -> AutoencoderKL:
+def tiny_vae(*, seed: int = 0) -> diffusers.AutoencoderKL:
     """A ~100k-parameter VAE: RGB to 4 latent channels at half the resolution (untrained, seeded)."""
     with _seeded(seed):
-        return AutoencoderKL(
+        return diffusers.AutoencoderKL(
             in_channels=3,
             out_channels=3,
             down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
@@ -80,10 +80,10 @@ def build_tiny_sd3_pipeline(
     *,
     seed: int = 0,
     image_size: int = 32,
-    vae: AutoencoderKL | None = None,
+    vae: diffusers.AutoencoderKL | None = None,
     max_length: int = 16,
     **transformer_overrides: Any,
-) -> StableDiffusion3Pipeline:
+) -> diffusers.StableDiffusion3Pipeline:
     """Build a tiny Stable Diffusion 3 pipeline with random weights, offline.
 
     The text encoders' token embeddings are drawn with unit variance (not CLIP's 0.02), so
@@ -98,7 +98,7 @@ def build_tiny_sd3_pipeline(
         **transformer_overrides: keys replacing ``tiny_sd3_transformer_config()``'s.
 
     Returns:
-        A ``StableDiffusion3Pipeline`` on the CPU in float32.
+        A ``diffusers.StableDiffusion3Pipeline`` on the CPU in float32.
     """
     tokenizer = word_level_tokenizer(vocabulary, max_length=max_length)
     ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
@@ -126,12 +126,12 @@ def build_tiny_sd3_pipeline(
         encoders = [CLIPTextModelWithProjection(clip), CLIPTextModelWithProjection(clip), T5EncoderModel(t5)]
         for encoder in encoders:
             torch.nn.init.normal_(encoder.get_input_embeddings().weight, std=1.0)
-        transformer = SD3Transformer2DModel(
+        transformer = diffusers.SD3Transformer2DModel(
             **tiny_sd3_transformer_config(latent_size=image_size // 2, **transformer_overrides)
         )
-    return StableDiffusion3Pipeline(
+    return diffusers.StableDiffusion3Pipeline(
         transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=1.0),
         vae=vae if vae is not None else tiny_vae(seed=seed),
         text_encoder=encoders[0],
         tokenizer=tokenizer,
