@@ -23,19 +23,16 @@ from automodel.config import (
     ConfigNode,
     build_section,
     check_config,
-    config_error,
     errors_named_by,
     load_config_from_argv,
     plain_section,
 )
 from automodel.data.diffusion import finalize_latent_cache, write_latent_cache
 from automodel.distributed import destroy_distributed, setup_parallelism
-from automodel.models import DiffusionPipelineForTraining, pipeline_kind
 from automodel.recipes.diffusion.conditioning import encode_batch, encoder_fingerprint, null_conditioning
 from automodel.recipes.diffusion.schema import PREPROCESS, PREPROCESS_REQUIRED
+from automodel.recipes.diffusion.sections import build_pipeline, max_sequence_length
 from automodel.training import ProgressReporter, main_reporting_user_errors, set_seed
-
-DEFAULT_MAX_SEQUENCE_LENGTH = 256
 
 
 def preprocess(cfg: ConfigNode) -> Path:
@@ -45,19 +42,9 @@ def preprocess(cfg: ConfigNode) -> Path:
     with errors_named_by(cfg, "distributed"):
         parallel = setup_parallelism(section.to_container() if isinstance(section, ConfigNode) else section)
     set_seed(int(cfg.get("seed", 42)))
-    prompts = plain_section(cfg, "prompts", ("max_sequence_length",))
-    max_sequence_length = int(prompts.get("max_sequence_length") or DEFAULT_MAX_SEQUENCE_LENGTH)
+    prompt_length = max_sequence_length(cfg)
     settings = plain_section(cfg, "latent_cache", ("dir", "batch_size", "samples_per_shard"))
-    trainable = build_section(cfg, "model", components="all")
-    if not isinstance(trainable, DiffusionPipelineForTraining):
-        raise config_error(
-            cfg,
-            f"builds a {type(trainable).__name__}, not a diffusion pipeline",
-            "model",
-            "use automodel.models.AutoDiffusionPipeline.from_pretrained or .from_config",
-        )
-    with errors_named_by(cfg, "model"):
-        pipeline_kind(trainable.pipeline)
+    trainable = build_pipeline(cfg, "all")
     for name in trainable.frozen_components:
         getattr(trainable.pipeline, name).to(parallel.device)
     dataset = build_section(cfg, "dataset")
@@ -68,14 +55,14 @@ def preprocess(cfg: ConfigNode) -> Path:
             dataset,
             lambda batch: {
                 k: v
-                for k, v in encode_batch(trainable.pipeline, batch, parallel.device, max_sequence_length).items()
+                for k, v in encode_batch(trainable.pipeline, batch, parallel.device, prompt_length).items()
                 if k != "indices"
             },
             out_dir,
-            fingerprint=encoder_fingerprint(trainable.source, max_sequence_length),
+            fingerprint=encoder_fingerprint(trainable.source, prompt_length),
             batch_size=int(settings.get("batch_size") or 16),
             samples_per_shard=int(settings.get("samples_per_shard") or 1024),
-            null_conditioning=null_conditioning(trainable.pipeline, max_sequence_length),
+            null_conditioning=null_conditioning(trainable.pipeline, prompt_length),
             dp_rank=parallel.dp_rank,
             dp_size=parallel.dp_size,
             progress=lambda done, total: progress.update(done, {"samples": total}),

@@ -75,6 +75,7 @@ from automodel.recipes.diffusion.pipeline_files import (
     write_lora,
 )
 from automodel.recipes.diffusion.schema import PARALLEL_SCHEMES, TRAIN, TRAIN_REQUIRED
+from automodel.recipes.diffusion.sections import build_pipeline, max_sequence_length
 from automodel.training import (
     FinetuneLoop,
     JsonlWriter,
@@ -102,7 +103,6 @@ VALIDATION_KEYS = (
     "height",
     "width",
 )
-DEFAULT_MAX_SEQUENCE_LENGTH = 256
 
 
 class DiffusionTrainingState(torch.nn.Module):
@@ -129,10 +129,7 @@ class TrainRecipeForDiffusion(FinetuneLoop):
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device
         self.seed = set_seed(int(cfg.get("seed", 42)))
-        self.max_sequence_length = int(
-            plain_section(cfg, "prompts", ("max_sequence_length",)).get("max_sequence_length")
-            or DEFAULT_MAX_SEQUENCE_LENGTH
-        )
+        self.max_sequence_length = max_sequence_length(cfg)
         self.from_cache = _dataset_is_latent_cache(cfg, "dataset")
         self.trainable = self._build_pipeline()
         self.kind = pipeline_kind(self.trainable.pipeline)
@@ -210,19 +207,7 @@ class TrainRecipeForDiffusion(FinetuneLoop):
 
     def _build_pipeline(self) -> DiffusionPipelineForTraining:
         """Build ``model:``; with a latent cache only the denoiser and the scheduler are loaded."""
-        cfg = self.cfg
-        components = "denoiser" if self.from_cache else "all"
-        pipeline = build_section(cfg, "model", components=components)
-        if not isinstance(pipeline, DiffusionPipelineForTraining):
-            raise config_error(
-                cfg,
-                f"builds a {type(pipeline).__name__}, not a diffusion pipeline",
-                "model",
-                "use automodel.models.AutoDiffusionPipeline.from_pretrained or .from_config",
-            )
-        with errors_named_by(cfg, "model"):
-            pipeline_kind(pipeline.pipeline)
-        return pipeline
+        return build_pipeline(self.cfg, "denoiser" if self.from_cache else "all")
 
     def _move_components(self) -> None:
         """Put the frozen components (VAE, text encoders) on this process's device."""
