@@ -13,29 +13,35 @@ logit-normal timestep sampling and unweighted flow-matching loss, for ``--steps`
   timesteps and their sigmas, ``(1 - sigma) x + sigma noise``, the transformer, target ``noise - latents``
   (the script's ``--precondition_outputs 0``; its default 1 regresses the clean latents instead),
   ``compute_loss_weighting_for_sd3``, MSE, backward, clipping, AdamW step.
-- script loop, posterior mean: the same loop on ``latent_dist.mode()``, the latents automodel trains
-  on, which tells the trainers apart from that choice (a diagnostic row, not a way users run the script).
 - automodel, on-the-fly encoding: ``TrainRecipeForDiffusion`` over the image folder (VAE and text
-  encoders run every step).
+  encoders run every step), with ``flow_matching.posterior: sample`` so that it trains, like the
+  script, on a fresh VAE posterior sample per image and step.
 - automodel, latent cache: the same recipe over the latent cache that
   ``automodel.recipes.diffusion.preprocess`` writes first (train and validation splits; its time is
-  reported as its own column); neither the VAE nor the text encoders are loaded.
+  reported as its own column; the cache keeps each posterior's mean and standard deviation, so this
+  row samples the posterior too); neither the VAE nor the text encoders are loaded.
+
+Every training row runs ``--seeds`` times (default 3) with the loop seeds 1234, 1235, ...: the
+shuffling, noise, timesteps and posterior samples change, the initial weights do not. A single
+300-step run's held-out loss varies by about 4% from seed to seed, so the table gives each row's
+mean and standard deviation over the seeds and the loss ratio compares the means.
 
 The recipe runs with ``parallel_scheme: ddp`` in one process (no wrapper at world size 1), no EMA,
 validation at the start and end (``val_loss`` from its ``validation.jsonl``) and no checkpoint
-(``save_final: false``). Each row and the preprocessing run in a fresh process. images/s counts
+(``save_final: false``). Each run and the preprocessing run in a fresh process. images/s counts
 the steps after the first 10 (warm-up), from ``training.jsonl``'s per-step timestamps for the recipe
-and the same clock points for the script loop; setup and validation are outside. Peak RSS is the
-process's VmHWM when training ends (interpreter, imports, models, data and training together);
-``above imports`` is that peak less the process's RSS after its imports, before anything is built.
+and the same clock points for the script loop, summed over a row's seeds; setup and validation
+are outside. Peak RSS is the largest over a row's runs of the process's VmHWM when training ends
+(interpreter, imports, models, data and training together); ``above imports`` is that peak less
+the process's RSS after its imports, before anything is built.
 The held-out loss is computed here, the same way for every row, from each row's final transformer:
 the flow-matching loss on the 48 images of ``examples/data/t2i_shapes/validation`` at sigmas 0.25,
 0.5 and 0.75, with fixed noise, on the VAE posterior's mean (the recipe's latents) and, as a second
 column, on a fixed draw from the posterior (the script's latents). Prints one table and writes
 bench/results/diffusion.csv.
 
-    uv run --all-packages python bench/diffusion.py             # about 4 minutes on 2 cores
-    uv run --all-packages python bench/diffusion.py --steps 50 --threads 2
+    uv run --all-packages python bench/diffusion.py             # about 13 minutes on 2 cores
+    uv run --all-packages python bench/diffusion.py --steps 50 --seeds 1 --threads 2
 """
 
 from __future__ import annotations
@@ -66,9 +72,9 @@ DATA = ROOT / "examples" / "data" / "t2i_shapes"
 DENOISER = load_config(ROOT / "examples" / "diffusion" / "tiny_t2i.yaml").model.denoiser_config.to_container()
 SEED, BATCH, LR, RESOLUTION, MAX_SEQUENCE_LENGTH, WARMUP = 1234, 32, 1e-3, 32, 8, 10
 HELD_OUT_SIGMAS = (0.25, 0.5, 0.75)
-SCRIPT, SCRIPT_MEAN = "diffusers script loop", "script loop, posterior mean"
+SCRIPT = "diffusers script loop"
 ON_THE_FLY, CACHED = "automodel, on-the-fly encoding", "automodel, latent cache"
-ROWS = (SCRIPT, SCRIPT_MEAN, ON_THE_FLY, CACHED)
+ROWS = (SCRIPT, ON_THE_FLY, CACHED)
 COLUMNS = [  # (table heading, CSV field, format)
     ("row", "row", ""),
     ("images/s", "images_per_s", ".1f"),
@@ -77,6 +83,7 @@ COLUMNS = [  # (table heading, CSV field, format)
     ("x script", "memory_ratio", ".2f"),
     ("above imports MiB", "training_mib", ".0f"),
     ("held-out loss", "held_out_loss", ".4f"),
+    ("+-", "held_out_loss_std", ".4f"),
     ("x script", "loss_ratio", ".3f"),
     ("held-out, sampled latents", "held_out_loss_sampled", ".4f"),
     ("recipe val_loss", "recipe_val_loss", ".4f"),
@@ -135,15 +142,12 @@ def encode_prompts(pipe, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor
     return embeds, pooled
 
 
-def run_script_loop(steps: int, threads: int, sample: bool) -> dict:
-    """Train with the per-step work of diffusers' SD3 training script; return speed, memory and weights.
-
-    ``sample`` draws the latents from the VAE posterior as the script does; False takes its mean
-    (``latent_dist.mode()``), as automodel's recipe and latent cache do.
-    """
+def run_script_loop(steps: int, threads: int, seed: int) -> dict:
+    """Train with the per-step work of diffusers' SD3 training script, the loop's randomness seeded
+    with ``seed``; return speed, memory and weights."""
     torch.set_num_threads(threads)
     imported_mib = status_mib("VmRSS")
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     trainable = build_pipeline()
     pipe, transformer, vae = trainable.pipeline, trainable.denoiser, trainable.pipeline.vae
     noise_scheduler_copy = copy.deepcopy(pipe.scheduler)
@@ -166,7 +170,7 @@ def run_script_loop(steps: int, threads: int, sample: bool) -> dict:
             pixel_values = batch["pixel_values"].to(dtype=vae.dtype)
             prompt_embeds, pooled_prompt_embeds = encode_prompts(pipe, batch["prompts"])
             posterior = vae.encode(pixel_values).latent_dist
-            model_input = posterior.sample() if sample else posterior.mode()
+            model_input = posterior.sample()
             model_input = (model_input - vae.config.shift_factor) * vae.config.scaling_factor
             noise = torch.randn_like(model_input)
             u = compute_density_for_timestep_sampling(
@@ -201,7 +205,8 @@ def run_script_loop(steps: int, threads: int, sample: bool) -> dict:
                 break
     seconds = time.perf_counter() - started
     return {
-        "images_per_s": (steps - WARMUP) * BATCH / seconds,
+        "timed_images": (steps - WARMUP) * BATCH,
+        "timed_seconds": seconds,
         "peak_rss_mib": status_mib("VmHWM"),
         "imported_rss_mib": imported_mib,
         "final_train_loss": float(np.mean(losses[-15:])),
@@ -209,8 +214,9 @@ def run_script_loop(steps: int, threads: int, sample: bool) -> dict:
     }
 
 
-def recipe_config(out: Path, steps: int, cache: Path | None) -> dict:
-    """The train.diffusion config of an automodel row: the image folders, or the latent caches under ``cache``."""
+def recipe_config(out: Path, steps: int, cache: Path | None, seed: int) -> dict:
+    """The train.diffusion config of an automodel run: the image folders, or the latent caches under
+    ``cache``; posterior samples; ``seed`` for the run's randomness (the initial weights stay SEED's)."""
 
     def data(split: str) -> dict:
         if cache is not None:
@@ -223,7 +229,7 @@ def recipe_config(out: Path, steps: int, cache: Path | None) -> dict:
 
     return {
         "recipe": "train.diffusion",
-        "seed": SEED,
+        "seed": seed,
         "model": {
             "_target_": "automodel.models.AutoDiffusionPipeline.from_config",
             "components_from": str(PIPELINE),
@@ -233,7 +239,7 @@ def recipe_config(out: Path, steps: int, cache: Path | None) -> dict:
         "dataset": data("train"),
         "validation_dataset": data("validation"),
         "prompts": {"max_sequence_length": MAX_SEQUENCE_LENGTH},
-        "flow_matching": {"timestep_sampling": "logit_normal", "weighting": "none"},
+        "flow_matching": {"timestep_sampling": "logit_normal", "weighting": "none", "posterior": "sample"},
         "parallel_scheme": "ddp",
         "step_scheduler": {
             "global_batch_size": BATCH,
@@ -254,7 +260,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def run_recipe(steps: int, threads: int, cache: str | None) -> dict:
+def run_recipe(steps: int, threads: int, cache: str | None, seed: int) -> dict:
     """Train with automodel's recipe (from the image folder, or the latent cache ``cache``); return speed,
     memory, the recipe's own losses and the final weights."""
     torch.set_num_threads(threads)
@@ -264,7 +270,7 @@ def run_recipe(steps: int, threads: int, cache: str | None) -> dict:
     imported_mib = status_mib("VmRSS")
     with tempfile.TemporaryDirectory(prefix="automodel-bench-") as tmp:
         out = Path(tmp) / "run"
-        recipe = TrainRecipeForDiffusion(config_from_dict(recipe_config(out, steps, cache and Path(cache))))
+        recipe = TrainRecipeForDiffusion(config_from_dict(recipe_config(out, steps, cache and Path(cache), seed)))
         with contextlib.redirect_stderr(io.StringIO()) as output:  # the progress lines: one per step
             recipe.setup()
             recipe.run_train_validation_loop()
@@ -274,7 +280,8 @@ def run_recipe(steps: int, threads: int, cache: str | None) -> dict:
     stamps = {record["step"]: record["timestamp"] for record in log}
     pipeline = recipe.trainable.pipeline
     return {
-        "images_per_s": (steps - WARMUP) * BATCH / (stamps[steps] - stamps[WARMUP]),
+        "timed_images": (steps - WARMUP) * BATCH,
+        "timed_seconds": stamps[steps] - stamps[WARMUP],
         "peak_rss_mib": peak,
         "imported_rss_mib": imported_mib,
         "messages": [line for line in output.getvalue().splitlines() if line.strip() and not line.startswith("step ")],
@@ -351,9 +358,10 @@ class HeldOut:
 
 
 def main() -> None:
-    """Run the preprocessing and every row in fresh processes, score the weights, print the table, write the CSV."""
+    """Run the preprocessing and each row's seeds in fresh processes, score the weights, print the table and CSV."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help=f"optimizer steps per row (the first {WARMUP} untimed)")
+    parser.add_argument("--steps", type=int, default=300, help=f"optimizer steps per run (the first {WARMUP} untimed)")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per row, with the loop seeds 1234, 1235, ...")
     parser.add_argument(
         "--threads",
         type=int,
@@ -363,43 +371,55 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps <= WARMUP:
         parser.error(f"--steps must exceed the {WARMUP} warm-up steps")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     torch.set_num_threads(args.threads)
     spawn = multiprocessing.get_context("spawn")
-    results = {}
+    seeds = [SEED + i for i in range(args.seeds)]
+    results: dict[str, list[dict]] = {name: [] for name in ROWS}
     with tempfile.TemporaryDirectory(prefix="automodel-bench-cache-") as cache:
-        runs = [
-            (SCRIPT, run_script_loop, (args.steps, args.threads, True)),
-            (SCRIPT_MEAN, run_script_loop, (args.steps, args.threads, False)),
-            ("preprocess", run_preprocess, (cache, args.threads)),
-            (ON_THE_FLY, run_recipe, (args.steps, args.threads, None)),
-            (CACHED, run_recipe, (args.steps, args.threads, cache)),
-        ]
-        for name, run, run_args in runs:
-            print(f"running {name} ...", flush=True)
-            with spawn.Pool(1) as pool:  # a fresh process each: its peak RSS is this run's alone
-                results[name] = pool.apply(run, run_args)
-            for message in results[name].get("messages", []):
-                print(f"  {message}")
-    if results[CACHED]["encoders_loaded"]:
-        raise SystemExit(f"the latent-cache run loaded {results[CACHED]['encoders_loaded']}")
+        with spawn.Pool(1) as pool:
+            print("running the preprocessing ...", flush=True)
+            preprocessing = pool.apply(run_preprocess, (cache, args.threads))
+        for seed in seeds:  # the rows alternate, so a slow spell of the machine does not fall on one row
+            runs = [
+                (SCRIPT, run_script_loop, (args.steps, args.threads, seed)),
+                (ON_THE_FLY, run_recipe, (args.steps, args.threads, None, seed)),
+                (CACHED, run_recipe, (args.steps, args.threads, cache, seed)),
+            ]
+            for name, run, run_args in runs:
+                print(f"running {name}, seed {seed} ...", flush=True)
+                with spawn.Pool(1) as pool:  # a fresh process each: its peak RSS is this run's alone
+                    results[name].append(pool.apply(run, run_args))
+                for message in results[name][-1].get("messages", []) if seed == seeds[0] else []:
+                    print(f"  {message}")
+    loaded = {name for result in results[CACHED] for name in result["encoders_loaded"]}
+    if loaded:
+        raise SystemExit(f"the latent-cache run loaded {sorted(loaded)}")
     held_out = HeldOut()
-    initial = held_out.loss(held_out.trainable.denoiser.state_dict())  # before any row's weights are loaded
+    initial = held_out.loss(held_out.trainable.denoiser.state_dict())  # before any run's weights are loaded
     rows = []
     for name in ROWS:
-        result = results[name]
+        runs = results[name]
+        losses = [held_out.loss(result["state"]) for result in runs]
+        peak = max(result["peak_rss_mib"] for result in runs)
+        imported = max(result["imported_rss_mib"] for result in runs)
+        recipe_losses = [result["recipe_val_loss"] for result in runs if "recipe_val_loss" in result]
         rows.append(
             {
                 "row": name,
-                "images_per_s": result["images_per_s"],
-                "peak_rss_mib": result["peak_rss_mib"],
-                "imported_rss_mib": result["imported_rss_mib"],
-                "training_mib": result["peak_rss_mib"] - result["imported_rss_mib"],
-                "held_out_loss": held_out.loss(result["state"]),
-                "held_out_loss_sampled": held_out.loss(result["state"], "sampled"),
-                "recipe_val_loss": result.get("recipe_val_loss"),
-                "final_train_loss": result["final_train_loss"],
-                "preprocess_s": results["preprocess"]["seconds"] if name == CACHED else None,
-                "preprocess_peak_rss_mib": results["preprocess"]["peak_rss_mib"] if name == CACHED else None,
+                "images_per_s": sum(r["timed_images"] for r in runs) / sum(r["timed_seconds"] for r in runs),
+                "peak_rss_mib": peak,
+                "imported_rss_mib": imported,
+                "training_mib": peak - imported,
+                "held_out_loss": float(np.mean(losses)),
+                "held_out_loss_std": float(np.std(losses)),
+                "held_out_losses": " ".join(f"{loss:.4f}" for loss in losses),
+                "held_out_loss_sampled": float(np.mean([held_out.loss(r["state"], "sampled") for r in runs])),
+                "recipe_val_loss": float(np.mean(recipe_losses)) if recipe_losses else None,
+                "final_train_loss": float(np.mean([r["final_train_loss"] for r in runs])),
+                "preprocess_s": preprocessing["seconds"] if name == CACHED else None,
+                "preprocess_peak_rss_mib": preprocessing["peak_rss_mib"] if name == CACHED else None,
             }
         )
     base = rows[0]
@@ -407,13 +427,14 @@ def main() -> None:
         row["speed_ratio"] = row["images_per_s"] / base["images_per_s"]
         row["memory_ratio"] = row["peak_rss_mib"] / base["peak_rss_mib"]
         row["loss_ratio"] = row["held_out_loss"] / base["held_out_loss"]
-        row.update(steps=args.steps, threads=args.threads, initial_held_out_loss=initial)
+        row.update(steps=args.steps, seeds=args.seeds, threads=args.threads, initial_held_out_loss=initial)
         row.update(torch=version("torch"), diffusers=version("diffusers"))
     params = sum(p.numel() for p in held_out.trainable.denoiser.parameters())
     print(
         f"SD3 transformer {params / 1e6:.2f}M params fp32 on the CPU ({args.threads} threads), {args.steps} steps of "
-        f"{BATCH} images at {RESOLUTION}x{RESOLUTION}; images/s after {WARMUP} warm-up steps; peak RSS of each "
-        f"training process; held-out flow-matching loss on 48 images at sigmas {HELD_OUT_SIGMAS} "
+        f"{BATCH} images at {RESOLUTION}x{RESOLUTION}, {args.seeds} seeds per row, every row on posterior samples; "
+        f"images/s after {WARMUP} warm-up steps; largest peak RSS of a row's training processes; held-out "
+        f"flow-matching loss on 48 images at sigmas {HELD_OUT_SIGMAS}, mean and standard deviation over the seeds "
         f"(initial weights: {initial:.4f}). Ratios: against the diffusers script loop."
     )
     cells = [[format(row[key], fmt) if row[key] is not None else "" for _, key, fmt in COLUMNS] for row in rows]
@@ -421,6 +442,8 @@ def main() -> None:
     print("  ".join(title.rjust(width) for (title, _, _), width in zip(COLUMNS, widths, strict=True)))
     for line in cells:
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
+    for row in rows:
+        print(f"{row['row']}: held-out loss per seed {row['held_out_losses']}")
     write_csv(RESULTS, [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in rows])
 
 

@@ -46,6 +46,21 @@ def test_the_package_imports_only_its_declared_dependencies_and_no_other_automod
     assert not (SOURCE.parent / "__init__.py").exists()  # automodel stays a namespace package
 
 
+def test_datasets_is_imported_when_a_dataset_is_loaded_not_with_the_package() -> None:
+    # `datasets` brings pandas and pyarrow (about 80 MiB resident); a diffusion run over an image
+    # folder or a latent cache never needs them, so no module imports it at load time.
+    at_load_time = {
+        path.relative_to(SOURCE).as_posix(): {
+            alias.name if isinstance(node, ast.Import) else node.module
+            for node in ast.parse(path.read_text(encoding="utf-8")).body
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        for path in SOURCE.rglob("*.py")
+    }
+    assert [path for path, names in at_load_time.items() if any(n.split(".")[0] == "datasets" for n in names)] == []
+
+
 def test_every_public_name_is_defined_documented_and_typed() -> None:
     for module in (data, llm, vlm, diffusion):
         assert len(set(module.__all__)) == len(module.__all__)

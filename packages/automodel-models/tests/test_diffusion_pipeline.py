@@ -12,6 +12,7 @@ from automodel.models import (
     DenoiserForTraining,
     ModelError,
     build_tiny_sd3_pipeline,
+    encode_image_posteriors,
     encode_images,
     encode_prompts,
     sample_images,
@@ -86,6 +87,21 @@ def test_encoders_and_denoiser_shapes(pipeline_dir):
     assert denoiser(latents, torch.tensor([500.0, 100.0]), **prompts).shape == latents.shape
     with pytest.raises(ModelError, match="multiples of 2"):
         encode_images(loaded.pipeline, torch.zeros(1, 3, 31, 32))
+
+
+def test_image_posteriors_are_the_vaes_mean_and_std_on_the_denoisers_scale(pipeline_dir):
+    pipeline = AutoDiffusionPipeline.from_pretrained(pipeline_dir).pipeline
+    vae, pixels = pipeline.vae, torch.rand(3, 3, 32, 32) * 2 - 1
+    posteriors = encode_image_posteriors(pipeline, pixels)
+    torch.testing.assert_close(posteriors["latents"], encode_images(pipeline, pixels))
+    shift, scale = vae.config.get("shift_factor") or 0.0, vae.config.scaling_factor
+    with torch.no_grad():  # diffusers' own sampling, moved to the denoiser's scale, has that mean and spread
+        draws = torch.stack([(vae.encode(pixels).latent_dist.sample() - shift) * scale for _ in range(400)])
+    torch.testing.assert_close(
+        draws.mean(0), posteriors["latents"], atol=0.15 * float(posteriors["latents_std"].max()), rtol=0
+    )
+    torch.testing.assert_close(draws.std(0), posteriors["latents_std"], rtol=0.15, atol=1e-6)
+    assert (posteriors["latents_std"] > 0).all()
 
 
 def test_our_samples_equal_those_of_diffusers_loading_the_folder(pipeline_dir):

@@ -3,6 +3,9 @@ and loads neither the VAE nor the text encoders; a cache from another setup is a
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 from diffusion_recipe_helpers import PIPELINE, images, losses, read_jsonl, run, t2i_config
 
@@ -36,18 +39,13 @@ def caches(tmp_path_factory):
     return _preprocess(out, "train"), _preprocess(out, "validation")
 
 
-def test_training_from_the_cache_gives_the_on_the_fly_losses_without_the_encoders(tmp_path, caches):
+@pytest.mark.parametrize("posterior", ["mean", "sample"])
+def test_training_from_the_cache_gives_the_on_the_fly_losses_without_the_encoders(tmp_path, caches, posterior):
     train, validation = caches
-    on_the_fly = t2i_config(tmp_path / "images", step_scheduler=STEPS, validation={"batch_size": 24})
-    run(on_the_fly)
-    cached = t2i_config(
-        tmp_path / "cache",
-        step_scheduler=STEPS,
-        dataset=_cache(train),
-        validation_dataset=_cache(validation),
-        validation={"batch_size": 24},
-    )
-    recipe = run(cached)
+    objective = {"timestep_sampling": "logit_normal", "posterior": posterior}
+    common = {"step_scheduler": STEPS, "validation": {"batch_size": 24}, "flow_matching": objective}
+    run(t2i_config(tmp_path / "images", **common))
+    recipe = run(t2i_config(tmp_path / "cache", dataset=_cache(train), validation_dataset=_cache(validation), **common))
     assert [
         getattr(recipe.trainable.pipeline, name, None)
         for name in ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
@@ -64,3 +62,26 @@ def test_a_cache_encoded_with_another_prompt_length_is_an_error_naming_the_datas
     with pytest.raises(ConfigError, match="dataset") as error:
         run(cfg)
     assert "max_sequence_length" in str(error.value)
+
+
+def test_posterior_samples_train_differently_from_the_means(tmp_path, caches):
+    train, validation = caches
+    for posterior in ("mean", "sample"):
+        objective = {"timestep_sampling": "logit_normal", "posterior": posterior}
+        data = {"dataset": _cache(train), "validation_dataset": _cache(validation)}
+        run(t2i_config(tmp_path / posterior, step_scheduler=STEPS, flow_matching=objective, validation=None, **data))
+    means, samples = losses(tmp_path / "mean"), losses(tmp_path / "sample")
+    assert means.keys() == samples.keys() and all(abs(means[s] - samples[s]) > 1e-4 for s in means)
+
+
+def test_posterior_sampling_from_a_cache_of_means_only_is_an_error_naming_flow_matching(tmp_path, caches):
+    old = tmp_path / "means_only"
+    shutil.copytree(caches[1], old)
+    index = json.loads((old / "index.json").read_text())
+    index["keys"].remove("latents_std")  # as a cache written before the standard deviations were stored
+    (old / "index.json").write_text(json.dumps(index))
+    objective = {"timestep_sampling": "logit_normal", "posterior": "sample"}
+    cfg = t2i_config(tmp_path / "out", dataset=_cache(old), validation_dataset=None, flow_matching=objective)
+    with pytest.raises(ConfigError, match="flow_matching") as error:
+        run(cfg)
+    assert "re-run `automodel preprocess diffusion`" in str(error.value)

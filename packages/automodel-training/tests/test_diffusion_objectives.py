@@ -75,6 +75,28 @@ def test_flow_matching_noisy_latents_target_and_timesteps() -> None:
     assert draw.conditioning.keys() == {"prompt_embeds", "pooled_prompt_embeds"}
 
 
+def test_posterior_samples_are_the_means_plus_std_times_normal_noise_per_sample_and_step() -> None:
+    data = batch(512, shape=(1, 2, 2))
+    data["latents_std"] = torch.full_like(data["latents"], 0.5)
+    means, samples = FlowMatchingObjective(seed=3), FlowMatchingObjective(seed=3, posterior="sample")
+    # the same timesteps and noise as training on the means: only the clean latents move
+    eps = (means.draw(data, 7).target - samples.draw(data, 7).target) / 0.5
+    torch.testing.assert_close(samples.draw(data, 7).sigmas, means.draw(data, 7).sigmas, rtol=0, atol=0)
+    assert abs(float(eps.mean())) < 0.1 and abs(float(eps.std()) - 1) < 0.05
+    assert "latents_std" not in samples.draw(data, 7).conditioning
+    at_step_8 = (means.draw(data, 8).target - samples.draw(data, 8).target) / 0.5
+    assert float((at_step_8 - eps).abs().mean()) > 0.5
+    split = [{**batch(256, (1, 2, 2), start), "latents_std": data["latents_std"][:256]} for start in (0, 256)]
+    torch.testing.assert_close(
+        samples.draw(data, 7).noisy, torch.cat([samples.draw(b, 7).noisy for b in split]), rtol=0, atol=0
+    )
+    zero_std = {**data, "latents_std": torch.zeros_like(data["latents"])}
+    torch.testing.assert_close(samples.draw(zero_std, 7).noisy, means.draw(data, 7).noisy, rtol=0, atol=0)
+    ddpm = {p: DDPMObjective(alphas_cumprod=alphas_cumprod_from_config({}), posterior=p) for p in ("mean", "sample")}
+    torch.testing.assert_close(ddpm["sample"].draw(zero_std, 7).noisy, ddpm["mean"].draw(data, 7).noisy, rtol=0, atol=0)
+    assert not torch.equal(ddpm["sample"].draw(data, 7).noisy, ddpm["mean"].draw(data, 7).noisy)
+
+
 def test_bf16_latents_keep_their_dtype_and_the_target_is_float32() -> None:
     data = batch(4)
     data["latents"] = data["latents"].bfloat16()
@@ -319,6 +341,8 @@ def test_objective_from_scheduler_config() -> None:
             r"integers in \[0, 10\)",
         ),
         (lambda: FlowMatchingObjective().draw({"latents": torch.zeros(1, 1, 2, 2)}, 0), r"lacks \['indices'\]"),
+        (lambda: FlowMatchingObjective(posterior="mode"), "posterior must be one of mean, sample; got 'mode'"),
+        (lambda: FlowMatchingObjective(posterior="sample").draw(batch(1), 0), "needs 'latents_std' beside 'latents'"),
     ],
 )
 def test_bad_settings_raise_training_error(build, message) -> None:

@@ -10,7 +10,7 @@ from automodel.data.dataloader import build_dataloader, fast_forward, set_epoch
 from automodel.data.errors import DataError
 from automodel.data.loading import load_hf_dataset
 
-__version__ = "0.5.0"
+__version__ = "0.5.1"
 
 __all__ = [
     "DataError",

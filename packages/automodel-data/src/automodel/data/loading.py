@@ -1,4 +1,8 @@
-"""Load a dataset from local data files, a ``save_to_disk`` directory or the Hugging Face Hub."""
+"""Load a dataset from local data files, a ``save_to_disk`` directory or the Hugging Face Hub.
+
+``datasets`` (with pandas and pyarrow, about 80 MiB resident) is imported when a dataset is
+loaded, not with ``automodel.data``: a run over image folders or a latent cache never pays for it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,7 @@ import codecs
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import datasets
-from datasets.data_files import EmptyDatasetError
-from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
+from typing import TYPE_CHECKING, Any
 
 from automodel.data.errors import DataError, dataset_label
 
@@ -25,6 +25,9 @@ DATA_FILE_BUILDERS = {
 }
 
 PathOrId = str | os.PathLike[str]
+
+if TYPE_CHECKING:
+    import datasets
 
 
 def load_hf_dataset(
@@ -107,6 +110,9 @@ def _load_files(paths: list[Path], split: str, label: str, kwargs: dict[str, Any
             dataset=label,
             hint="ask for `train` or a slice of it such as `train[:90%]` or `train[90%:]`",
         )
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+
     builder = builders.pop()
     if builder == "json":  # pyarrow reads bad UTF-8 in JSON without a word; rows then fail when used
         _check_utf8(paths, label)
@@ -160,6 +166,10 @@ def _undecodable_line(paths: list[Path]) -> str | None:
 
 def _load_directory(path: Path, split: str, label: str, kwargs: dict[str, Any]) -> Any:
     """Read a directory of data files, letting `datasets` infer the format and splits."""
+    import datasets
+    from datasets.data_files import EmptyDatasetError
+    from datasets.exceptions import DatasetGenerationError
+
     try:
         return datasets.load_dataset(str(path), split=split, **kwargs)
     except (EmptyDatasetError, DatasetGenerationError) as error:
@@ -172,6 +182,8 @@ def _load_directory(path: Path, split: str, label: str, kwargs: dict[str, Any]) 
 
 def _load_saved(path: Path, split: str, label: str, kwargs: dict[str, Any]) -> Any:
     """Read a ``save_to_disk`` directory and select (and slice) the split."""
+    import datasets
+
     streaming = kwargs.pop("streaming", False)
     loaded = datasets.load_from_disk(str(path), **kwargs)
     # A saved single split answers to any split name; slicing still applies.
@@ -189,6 +201,9 @@ def _load_saved(path: Path, split: str, label: str, kwargs: dict[str, Any]) -> A
 
 def _load_hub(dataset_id: str, split: str, kwargs: dict[str, Any]) -> Any:
     """Load a dataset by hub id (from the local cache when offline)."""
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
     try:
         return datasets.load_dataset(dataset_id, split=split, **kwargs)
     except (DatasetNotFoundError, ConnectionError) as error:

@@ -21,6 +21,7 @@ from automodel.models.chat_template import CHATML_TEMPLATE, CHATML_VLM_TEMPLATE,
 from automodel.models.cross_encoder import AutoModelCrossEncoder, cross_encoder_scores, write_cross_encoder_files
 from automodel.models.diffusion_encoding import (
     DenoiserForTraining,
+    encode_image_posteriors,
     encode_images,
     encode_prompts,
     pipeline_kind,
@@ -51,7 +52,7 @@ from automodel.models.tiny_vlm import build_tiny_vlm
 from automodel.models.tokenizer_loading import load_tokenizer
 from automodel.models.tokenizer_training import build_tokenizer
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = [
     "CHATML_TEMPLATE",
@@ -75,6 +76,7 @@ __all__ = [
     "build_tokenizer",
     "check_processor_matches",
     "cross_encoder_scores",
+    "encode_image_posteriors",
     "encode_images",
     "encode_prompts",
     "load_processor",

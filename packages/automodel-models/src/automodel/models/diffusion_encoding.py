@@ -64,6 +64,21 @@ def encode_images(pipeline: Any, pixel_values: torch.Tensor) -> torch.Tensor:
     Raises:
         ModelError: the image size is not a multiple of the VAE's downsampling factor.
     """
+    return encode_image_posteriors(pipeline, pixel_values)["latents"]
+
+
+@torch.no_grad()
+def encode_image_posteriors(pipeline: Any, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Encode images in [-1, 1] ([B, 3, H, W]) to the VAE's Gaussian posteriors on the denoiser's scale.
+
+    Returns:
+        ``{"latents": mean, "latents_std": standard deviation}``, both [B, C, h, w] in the VAE's
+        dtype, shifted and scaled as the denoiser sees them: a posterior sample is
+        ``latents + latents_std * normal noise`` (what diffusers' training scripts train on).
+
+    Raises:
+        ModelError: the image size is not a multiple of the VAE's downsampling factor.
+    """
     vae = pipeline.vae
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     height, width = pixel_values.shape[-2:]
@@ -72,9 +87,10 @@ def encode_images(pipeline: Any, pixel_values: torch.Tensor) -> torch.Tensor:
             f"images of {height}x{width} pixels cannot pass the VAE, which downsamples by {factor}; "
             f"use a resolution (and buckets) that are multiples of {factor}"
         )
-    latents = vae.encode(pixel_values.to(vae.device, vae.dtype)).latent_dist.mode()
+    posterior = vae.encode(pixel_values.to(vae.device, vae.dtype)).latent_dist
     shift = vae.config.get("shift_factor") or 0.0
-    return (latents - shift) * vae.config.scaling_factor
+    scale = vae.config.scaling_factor
+    return {"latents": (posterior.mode() - shift) * scale, "latents_std": posterior.std * scale}
 
 
 class DenoiserForTraining(torch.nn.Module):

@@ -51,7 +51,7 @@ from automodel.training.step import (
 from automodel.training.step_scheduler import StepScheduler, derive_grad_accumulation
 from automodel.training.validation import generation_exact_match, image_text_exact_match, validation_loss
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = [
     "IGNORE_INDEX",

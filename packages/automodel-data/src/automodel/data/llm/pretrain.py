@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets.distributed import split_dataset_by_node
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from automodel.data.errors import DataError, dataset_label
@@ -198,6 +197,8 @@ class StreamingPretrainTextDataset(IterableDataset):
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
         index, count = self.rank * workers + worker_id, self.world_size * workers
+        from datasets.distributed import split_dataset_by_node
+
         shard = split_dataset_by_node(self.stream, rank=index, world_size=count)
         documents = (
             ids

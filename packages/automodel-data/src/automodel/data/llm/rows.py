@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import datasets
+from typing import TYPE_CHECKING, Any
 
 from automodel.data.errors import DataError
 from automodel.data.loading import load_hf_dataset
+
+if TYPE_CHECKING:
+    import datasets
 
 PathOrId = str | os.PathLike[str]
 BATCH_ROWS = 1000

@@ -15,7 +15,6 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import datasets
 from torch.utils.data import Dataset
 
 from automodel.data.errors import DataError, dataset_label
@@ -26,6 +25,7 @@ from automodel.data.vlm.images import ImageReadError, image_base
 from automodel.data.vlm.rows import UndecodedRows
 
 if TYPE_CHECKING:
+    import datasets
     from transformers import ProcessorMixin
 
 PathOrId = str | os.PathLike[str]

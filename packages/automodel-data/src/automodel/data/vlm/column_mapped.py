@@ -7,11 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import datasets
-
 from automodel.data.errors import DataError, dataset_label
 from automodel.data.llm.rows import require_column
 from automodel.data.vlm.chat import ImageTextChatDataset
+
+if TYPE_CHECKING:
+    import datasets
 
 if TYPE_CHECKING:
     from transformers import ProcessorMixin

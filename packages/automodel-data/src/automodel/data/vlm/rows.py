@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from typing import Any
-
-import datasets
+from typing import TYPE_CHECKING, Any
 
 from automodel.data.llm.rows import BATCH_ROWS
+
+if TYPE_CHECKING:
+    import datasets
 
 
 class UndecodedRows:
@@ -40,6 +41,8 @@ class UndecodedRows:
 
 def _stop_image_decoding(feature: Any) -> None:
     """Set ``decode=False`` on every Image feature inside ``feature``, in place."""
+    import datasets
+
     if isinstance(feature, datasets.Image):
         feature.decode = False
     elif isinstance(feature, dict):

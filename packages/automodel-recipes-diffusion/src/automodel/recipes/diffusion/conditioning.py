@@ -11,16 +11,20 @@ from typing import Any
 
 import torch
 
-from automodel.models import encode_images, encode_prompts, read_model_index
+from automodel.models import encode_image_posteriors, encode_prompts, read_model_index
 from automodel.recipes.diffusion.pipeline_files import local_pipeline_folder
 
 ENCODERS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 
 
 def encode_batch(pipeline: Any, batch: dict, device: torch.device, max_sequence_length: int) -> dict:
-    """Return ``{"indices", "latents", prompt embeddings...}`` for a collated image-caption batch."""
+    """Return ``{"indices", "latents", "latents_std", prompt embeddings...}`` for a collated image-caption batch.
+
+    ``latents`` and ``latents_std`` are the VAE posterior's mean and standard deviation on the
+    denoiser's scale (the objective trains on the mean or on a sample, as ``posterior`` says).
+    """
     pixels = batch["pixel_values"].to(device)
-    encoded = {"indices": batch["indices"], "latents": encode_images(pipeline, pixels)}
+    encoded = {"indices": batch["indices"], **encode_image_posteriors(pipeline, pixels)}
     encoded.update(encode_prompts(pipeline, batch["captions"], max_sequence_length=max_sequence_length))
     return encoded
 

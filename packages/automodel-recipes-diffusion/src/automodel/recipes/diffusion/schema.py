@@ -21,6 +21,7 @@ FLOW_MATCHING = {
     "resolution_shift": anything("a mapping of base_shift, max_shift, base_seq_len, max_seq_len"),
     "weighting": text(("none", "sigma_sqrt", "cosmap")),
     "caption_dropout": number(0),
+    "posterior": text(("mean", "sample")),
 }
 
 TRAIN = {

@@ -247,6 +247,14 @@ class TrainRecipeForDiffusion(FinetuneLoop):
             objective = objective_from_scheduler_config(dict(self.trainable.pipeline.scheduler.config), settings)
         if float(settings.get("caption_dropout") or 0) > 0:
             objective.null_conditioning = self._null_conditioning()
+        if objective.posterior == "sample" and self.from_cache and "latents_std" not in self.dataset.keys:
+            raise config_error(
+                cfg,
+                "sets posterior: sample, and the latent cache stores the VAE posterior's means only",
+                "flow_matching",
+                "re-run `automodel preprocess diffusion` into a new cache (automodel-recipes-diffusion 0.2.0 "
+                "and later store the standard deviations too), or set posterior to mean",
+            )
         return objective
 
     def _null_conditioning(self) -> dict[str, torch.Tensor]:

@@ -6,9 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
+from automodel.training.diffusion.randomness import keyed_normal
 from automodel.training.errors import TrainingError
 
 RESERVED_KEYS = ("indices", "latents")
+POSTERIOR_KEY = "latents_std"  # the VAE posterior's standard deviation beside its mean, ``latents``
+POSTERIORS = ("mean", "sample")
+POSTERIOR_STREAM = 1  # appended to a draw's key: posterior draws never share a generator with the noise
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,37 @@ def split_batch(batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
         raise TrainingError(
             f"A diffusion batch needs the tensors 'indices' (dataset indices) and 'latents'; it lacks {missing}."
         )
-    conditioning = {k: v for k, v in batch.items() if k not in RESERVED_KEYS and isinstance(v, torch.Tensor)}
+    conditioning = {
+        k: v for k, v in batch.items() if k not in (*RESERVED_KEYS, POSTERIOR_KEY) and isinstance(v, torch.Tensor)
+    }
     return batch["indices"], batch["latents"], conditioning
+
+
+def posterior_latents(batch: dict, posterior: str, key: tuple[int, ...]) -> torch.Tensor:
+    """Return the clean latents a training draw starts from.
+
+    Args:
+        batch: the diffusion batch; ``latents`` are the VAE posteriors' means and, for ``"sample"``,
+            ``latents_std`` their standard deviations (same shape).
+        posterior: ``"mean"`` trains on the means; ``"sample"`` on ``latents + latents_std * noise``
+            with the noise of each sample drawn from the generator ``(*key, POSTERIOR_STREAM, index)``.
+        key: what precedes the index in the generator key, e.g. ``(seed, step)``.
+
+    Returns:
+        Latents [B, ...] in the dtype and on the device of ``batch["latents"]``.
+    """
+    latents = batch["latents"]
+    if posterior == "mean":
+        return latents
+    std = batch.get(POSTERIOR_KEY)
+    if not isinstance(std, torch.Tensor) or std.shape != latents.shape:
+        raise TrainingError(
+            f"posterior='sample' needs '{POSTERIOR_KEY}' beside 'latents' in every batch (the VAE posterior's "
+            "standard deviation, as encode_image_posteriors gives and a latent cache written by "
+            "automodel-recipes-diffusion 0.2.0 or later stores); use posterior='mean' to train on the means."
+        )
+    noise = keyed_normal(batch["indices"], (*key, POSTERIOR_STREAM), latents.shape[1:]).to(latents.device)
+    return (latents.float() + std.float() * noise).to(latents.dtype)
 
 
 def drop_captions(

@@ -8,7 +8,15 @@ from functools import partial
 
 import torch
 
-from automodel.training.diffusion.batch import Draw, drop_captions, per_sample_losses, split_batch, view_per_sample
+from automodel.training.diffusion.batch import (
+    POSTERIORS,
+    Draw,
+    drop_captions,
+    per_sample_losses,
+    posterior_latents,
+    split_batch,
+    view_per_sample,
+)
 from automodel.training.diffusion.checks import check_choice, check_probability
 from automodel.training.diffusion.randomness import per_sample_draws, validation_noise
 from automodel.training.errors import TrainingError
@@ -73,8 +81,8 @@ class DDPMObjective:
 
     Noisy latents are ``sqrt(a_t) * latents + sqrt(1 - a_t) * noise`` with ``a_t = alphas_cumprod[t]``;
     the target is the noise (``epsilon``) or ``sqrt(a_t) * noise - sqrt(1 - a_t) * latents``
-    (``v_prediction``); the model gets ``t`` as float timesteps. Randomness and caption dropout
-    work as in FlowMatchingObjective (generators keyed by ``(seed, step, dataset index)``).
+    (``v_prediction``); the model gets ``t`` as float timesteps. Randomness, caption dropout and
+    ``posterior`` work as in FlowMatchingObjective (generators keyed by ``(seed, step, dataset index)``).
     """
 
     def __init__(
@@ -85,15 +93,18 @@ class DDPMObjective:
         caption_dropout: float = 0.0,
         seed: int = 0,
         null_conditioning: dict | None = None,
+        posterior: str = "mean",
     ) -> None:
         check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
         check_probability("caption_dropout", caption_dropout)
+        check_choice("posterior", posterior, POSTERIORS)
         self.alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float32).cpu()
         self.num_train_timesteps = len(self.alphas_cumprod)
         self.prediction_type = prediction_type
         self.caption_dropout = caption_dropout
         self.seed = seed
         self.null_conditioning = null_conditioning
+        self.posterior = posterior
         self.validation_timesteps = tuple(int(f * self.num_train_timesteps) for f in (0.25, 0.5, 0.75))
 
     @classmethod
@@ -107,7 +118,8 @@ class DDPMObjective:
 
     def draw(self, batch: dict, step: int) -> Draw:
         """Return the training draw of ``batch`` at optimizer step ``step`` (timesteps, noise, caption dropout)."""
-        indices, latents, conditioning = split_batch(batch)
+        indices, _, conditioning = split_batch(batch)
+        latents = posterior_latents(batch, self.posterior, (self.seed, step))
         draw_timestep = partial(_uniform_timestep, num_train_timesteps=self.num_train_timesteps)
         timesteps, uniforms, noise = per_sample_draws(indices, (self.seed, step), latents.shape[1:], draw_timestep)
         conditioning, dropped = drop_captions(conditioning, uniforms, self.caption_dropout, self.null_conditioning)

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 
 import torch
 
-from automodel.training.diffusion.batch import Draw, drop_captions, per_sample_losses, split_batch, view_per_sample
+from automodel.training.diffusion.batch import (
+    POSTERIORS,
+    Draw,
+    drop_captions,
+    per_sample_losses,
+    posterior_latents,
+    split_batch,
+    view_per_sample,
+)
 from automodel.training.diffusion.checks import check_choice, check_positive, check_probability
 from automodel.training.diffusion.randomness import per_sample_draws, validation_noise
 from automodel.training.diffusion.sigmas import (
@@ -32,6 +40,9 @@ class FlowMatchingObjective:
     Every draw comes from a generator keyed by ``(seed, step, dataset index)``. With
     ``caption_dropout`` a sample's conditioning is replaced by ``null_conditioning`` (per-sample
     tensors for every conditioning key, e.g. the empty prompt's embeddings; also settable as an attribute).
+    ``posterior`` chooses the clean latents: ``"mean"`` trains on the batch's ``latents`` (the VAE
+    posteriors' means); ``"sample"`` on a posterior sample ``latents + latents_std * noise`` per
+    sample and step, as diffusers' training scripts do. Validation always uses the means.
     """
 
     validation_timesteps: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -52,6 +63,7 @@ class FlowMatchingObjective:
         caption_dropout: float = 0.0,
         seed: int = 0,
         null_conditioning: dict | None = None,
+        posterior: str = "mean",
     ) -> None:
         self._sampler = sigma_sampler(
             timestep_sampling,
@@ -67,6 +79,7 @@ class FlowMatchingObjective:
         check_positive("num_train_timesteps", num_train_timesteps)
         check_choice("weighting", weighting, WEIGHTING_SCHEMES)
         check_probability("caption_dropout", caption_dropout)
+        check_choice("posterior", posterior, POSTERIORS)
         if resolution_shift is not None and flow_shift != 1.0:
             raise TrainingError(
                 "Set either flow_shift (a static shift) or resolution_shift (a shift by image size), not both; "
@@ -81,6 +94,7 @@ class FlowMatchingObjective:
         self.caption_dropout = caption_dropout
         self.seed = seed
         self.null_conditioning = null_conditioning
+        self.posterior = posterior
 
     def shift(self, sigmas: torch.Tensor, latent_size: Sequence[int]) -> torch.Tensor:
         """Return ``sigmas`` after the configured shift for latents of spatial size ``latent_size`` (H, W)."""
@@ -92,7 +106,8 @@ class FlowMatchingObjective:
 
     def draw(self, batch: dict, step: int) -> Draw:
         """Return the training draw of ``batch`` at optimizer step ``step`` (sigmas, noise, caption dropout)."""
-        indices, latents, conditioning = split_batch(batch)
+        indices, _, conditioning = split_batch(batch)
+        latents = posterior_latents(batch, self.posterior, (self.seed, step))
         raw, uniforms, noise = per_sample_draws(indices, (self.seed, step), latents.shape[1:], self._sampler)
         sigmas = self.shift(raw.clamp(0.0, 1.0), latents.shape[-2:]).clamp(1.0 / self.num_train_timesteps, 1.0)
         conditioning, dropped = drop_captions(conditioning, uniforms, self.caption_dropout, self.null_conditioning)

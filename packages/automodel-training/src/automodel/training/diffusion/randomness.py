@@ -46,6 +46,11 @@ def per_sample_draws(
     return torch.stack(timesteps), torch.stack(uniforms), torch.stack(noises)
 
 
+def keyed_normal(indices: torch.Tensor, key: tuple[int, ...], shape: torch.Size) -> torch.Tensor:
+    """Return a standard normal draw [B, *shape] (float32, CPU) per sample, from the generator ``(*key, index)``."""
+    return torch.stack([torch.randn(shape, generator=sample_generator(*key, i)) for i in indices.tolist()])
+
+
 def validation_noise(indices: torch.Tensor, seed: int, noise_shape: torch.Size) -> torch.Tensor:
     """Return each sample's fixed validation noise [B, *noise_shape] (float32, CPU), keyed by ``(seed, index)``."""
-    return torch.stack([torch.randn(noise_shape, generator=sample_generator(seed, i)) for i in indices.tolist()])
+    return keyed_normal(indices, (seed,), noise_shape)
