@@ -16,6 +16,8 @@ from automodel.training.loss import (
     KDLoss,
     MaskedCrossEntropy,
     forward_loss,
+    logits_of,
+    model_inputs,
 )
 from automodel.training.lr_schedules import constant, warmup_cosine, warmup_linear, wsd
 from automodel.training.metrics import (
@@ -84,9 +86,11 @@ __all__ = [
     "generation_exact_match",
     "image_text_exact_match",
     "is_stateful",
+    "logits_of",
     "main_reporting_user_errors",
     "measure_peak_tflops",
     "model_flops_utilization",
+    "model_inputs",
     "peak_memory_gib",
     "rerank_metrics",
     "rerank_train_step",

@@ -9,6 +9,8 @@ gradient as one big batch, however the step is split.
 from __future__ import annotations
 
 import importlib.util
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -220,25 +222,73 @@ class KDLoss:
         return total * self.temperature**2 / _denominator(labels, num_label_tokens, self.ignore_index)
 
 
-def forward_loss(model: torch.nn.Module, batch: dict, loss_fn: Any, num_label_tokens: Any = None) -> torch.Tensor:
-    """Run a Hugging Face causal LM or image-text model on ``batch`` and return ``loss_fn``'s loss.
+def logits_of(output: Any) -> torch.Tensor:
+    """Return the logits in a model's ``output``: the default output adapter of ``forward_loss``.
+
+    Takes a tensor (a plain ``nn.Module`` returning logits), a mapping with ``"logits"``, an object
+    with a ``logits`` attribute (Hugging Face ``ModelOutput``) or a tuple or list whose first item is
+    the logits. Raises TrainingError naming the output's type otherwise.
+    """
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        return output.logits
+    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TrainingError(
+        f"cannot find the logits in the model's output of type {type(output).__name__}; return a tensor, a dict "
+        "with 'logits', an object with .logits or a tuple starting with them, or pass output_logits=<a function "
+        "from the model's output to its logits [batch, tokens, vocab]>"
+    )
+
+
+def model_inputs(model: torch.nn.Module, batch: dict) -> dict:
+    """Return the keyword arguments ``model`` is called with for ``batch``.
+
+    The batch's ``MODEL_INPUTS`` that the model's ``forward`` accepts (all of them, plus
+    ``use_cache=False``, for a forward taking ``**kwargs`` or ``use_cache``, as Hugging Face models
+    do). A data-parallel wrapper's inner ``module`` is the one inspected.
+    """
+    inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
+    parameters = inspect.signature(getattr(model, "module", model).forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return {**inputs, "use_cache": False}
+    accepted = {key: value for key, value in inputs.items() if key in parameters}
+    return {**accepted, "use_cache": False} if "use_cache" in parameters else accepted
+
+
+def forward_loss(
+    model: torch.nn.Module,
+    batch: dict,
+    loss_fn: Any,
+    num_label_tokens: Any = None,
+    *,
+    output_logits: Callable[[Any], torch.Tensor] = logits_of,
+) -> torch.Tensor:
+    """Run a model on ``batch`` and return ``loss_fn``'s loss.
 
     ``batch`` holds ``input_ids`` and ``labels`` and optionally ``attention_mask`` and
     ``position_ids`` (a packed batch has no attention mask; transformers then keeps
     attention inside each packed sample), plus the image inputs of ``IMAGE_INPUTS``
-    (``pixel_values``, ...) for a vision-language model. A loss with ``needs_hidden_states =
-    True`` gets the decoder's last hidden state and the output embedding weight instead of
-    logits; it cannot see images, so a batch with image inputs is a TrainingError for it.
+    (``pixel_values``, ...) for a vision-language model. The model is a Hugging Face causal LM
+    or image-text model, or any ``nn.Module`` whose ``forward`` takes ``input_ids`` (and whichever
+    other inputs it names; see ``model_inputs``); ``output_logits`` turns its output into
+    logits [B, T, V] (default ``logits_of``: a tensor, ``output["logits"]``, ``output.logits`` or
+    ``output[0]``). A loss with ``needs_hidden_states = True`` gets the decoder's last hidden
+    state and the output embedding weight instead of logits (Hugging Face models only); it cannot
+    see images, so a batch with image inputs is a TrainingError for it.
     """
-    inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
     if getattr(loss_fn, "needs_hidden_states", False):
         if any(key in batch for key in IMAGE_INPUTS):
             raise TrainingError(
                 f"{type(loss_fn).__name__} reads the language model's hidden states, which skips the images of an "
                 "image-text batch; use automodel.training.MaskedCrossEntropy for vision-language models"
             )
+        inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
         hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state
         head = model.get_output_embeddings()
         return loss_fn(hidden, head.weight, batch["labels"], num_label_tokens, bias=head.bias)
-    logits = model(**inputs, use_cache=False).logits
+    logits = output_logits(model(**model_inputs(model, batch)))
     return loss_fn(logits, batch["labels"], num_label_tokens)

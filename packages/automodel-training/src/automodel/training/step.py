@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from automodel.training.loss import IGNORE_INDEX, forward_loss
+from automodel.training.loss import IGNORE_INDEX, forward_loss, logits_of
 
 MicroBatchHook = Callable[[dict], tuple[contextlib.AbstractContextManager, dict]]
 
@@ -105,6 +105,7 @@ def train_step(
     device: torch.device | str = "cpu",
     all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     prepare_micro_batch: MicroBatchHook | None = None,
+    output_logits: Callable[[Any], torch.Tensor] = logits_of,
 ) -> StepResult:
     """Run forward/backward over ``micro_batches``, then clip, step the optimizer and the LR schedule.
 
@@ -114,8 +115,9 @@ def train_step(
     them; a wrapper with ``no_sync()`` (DDP) reduces once, after the last micro-batch.
     ``prepare_micro_batch(batch) -> (context, batch)`` is applied to each micro-batch on
     the device, and its context is entered around that micro-batch's forward and backward
-    (context parallelism, loss over vocabulary-sharded logits). Returns a StepResult with
-    the step's mean token loss and gradient norm.
+    (context parallelism, loss over vocabulary-sharded logits). ``model`` may be any
+    ``nn.Module`` taking ``input_ids``; ``output_logits`` finds the logits in its output
+    (see ``forward_loss``). Returns a StepResult with the step's mean token loss and gradient norm.
     """
     model.train()
     num_label_tokens = torch.tensor(count_label_tokens(micro_batches), device=device)
@@ -129,7 +131,7 @@ def train_step(
         num_tokens += count_real_tokens(batch)
         context, batch = prepare_micro_batch(batch) if prepare_micro_batch else (contextlib.nullcontext(), batch)
         with context, _gradient_sync(model, index == last):
-            loss = forward_loss(model, batch, loss_fn, num_label_tokens)
+            loss = forward_loss(model, batch, loss_fn, num_label_tokens, output_logits=output_logits)
             loss.backward()
         loss_sum += loss.detach()
     return finish_step(

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from automodel.training.loss import IGNORE_INDEX, forward_loss
+from automodel.training.loss import IGNORE_INDEX, forward_loss, logits_of
 from automodel.training.step import MicroBatchHook, count_label_tokens, to_device
 
 
@@ -22,13 +22,14 @@ def validation_loss(
     *,
     all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     prepare_micro_batch: MicroBatchHook | None = None,
+    output_logits: Callable[[Any], torch.Tensor] = logits_of,
 ) -> dict:
     """Return ``{"val_loss", "val_ppl", "val_tokens"}`` over ``dataloader`` in eval mode without gradients.
 
     The loss is the mean over every label token of the set (not a mean of batch means).
     With ``all_reduce`` (a sum over data-parallel ranks, each reading its own shard of the
-    set) the result covers every rank's batches; ``prepare_micro_batch`` is applied to each
-    batch as in ``train_step``.
+    set) the result covers every rank's batches; ``prepare_micro_batch`` and ``output_logits``
+    apply as in ``train_step``.
     """
     was_training = model.training
     model.eval()
@@ -38,7 +39,7 @@ def validation_loss(
         count = count_label_tokens([batch])
         context, batch = prepare_micro_batch(batch) if prepare_micro_batch else (contextlib.nullcontext(), batch)
         with context:
-            loss = forward_loss(model, batch, loss_fn, max(count, 1))
+            loss = forward_loss(model, batch, loss_fn, max(count, 1), output_logits=output_logits)
         sums += torch.stack([loss.detach().double() * count, torch.tensor(float(count), device=device)])
     if all_reduce is not None:
         sums = all_reduce(sums)
