@@ -12,7 +12,15 @@ import torch
 from peft_test_helpers import MLP, MODELS, logits, perturb_adapters, tiny_llama, token_ids, train
 from safetensors.torch import load_file, save_file
 
-from automodel.peft import LoRAConfig, PeftError, apply_lora, load_adapter, lora_modules, save_adapter
+from automodel.peft import (
+    LoRAConfig,
+    PeftError,
+    apply_lora,
+    load_adapter,
+    lora_modules,
+    portable_base_reference,
+    save_adapter,
+)
 
 ADAPTER_CASES = {
     "lora": {"target_modules": ["q_proj", "v_proj", "down_proj"]},
@@ -136,6 +144,31 @@ def test_base_model_name_defaults_to_the_models_config_and_task_type_is_checked(
         save_adapter(model, tmp_path, task_type="causal-lm")
     with pytest.raises(PeftError, match="no LoRA adapters to save"):
         save_adapter(MODELS["llama"](), tmp_path)
+
+
+def test_auto_peft_loads_the_adapter_from_another_directory_and_after_the_adapter_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tiny_llama()
+    (tmp_path / "work").mkdir()
+    base.save_pretrained(tmp_path / "work" / "base")
+    model = apply_lora(tiny_llama(), LoRAConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    perturb_adapters(model)
+    monkeypatch.chdir(tmp_path / "work")
+    save_adapter(model, "run/adapter", base_model_name_or_path="base")  # both relative to the working directory
+    recorded = json.loads((tmp_path / "work" / "run" / "adapter" / "adapter_config.json").read_text())
+    assert recorded["base_model_name_or_path"] == str(tmp_path / "work" / "base")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    (tmp_path / "work" / "run").rename(tmp_path / "elsewhere" / "moved")
+    loaded = peft.AutoPeftModelForCausalLM.from_pretrained("moved/adapter")
+    torch.testing.assert_close(logits(loaded, token_ids()), logits(model, token_ids()))
+    assert not torch.allclose(logits(base, token_ids()), logits(model, token_ids()))
+
+
+def test_a_hub_id_is_recorded_as_given() -> None:
+    assert portable_base_reference("meta-llama/Llama-3.2-1B") == "meta-llama/Llama-3.2-1B"
+    assert portable_base_reference(None) is None
 
 
 def _saved(tmp_path: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import inspect
 import subprocess
 import sys
@@ -84,4 +85,4 @@ def test_every_public_name_is_documented_and_typed() -> None:
 def test_peft_error_is_a_value_error_the_cli_prints_as_a_user_error() -> None:
     assert issubclass(PeftError, ValueError)
     assert PeftError.user_error is True
-    assert peft_pkg.__version__ == "0.2.0"
+    assert peft_pkg.__version__ == importlib.metadata.version("automodel-peft")

@@ -8,6 +8,7 @@ loads what :func:`save_adapter` writes, and :func:`load_adapter` reads what ``sa
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -49,6 +50,22 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return _adapter_state(lora_modules(model))
 
 
+def portable_base_reference(name_or_path: str | os.PathLike[str] | None) -> str | None:
+    """Return what an adapter should record as its base model: the absolute path of a local directory,
+    anything else (a hub id, or None) unchanged.
+
+    peft and transformers resolve a relative ``base_model_name_or_path`` against the working
+    directory of whoever loads the adapter, so a relative path breaks from any other directory.
+    An absolute path keeps working from everywhere on this machine, and when the adapter moves;
+    it does not survive moving the base model itself (then pass the base explicitly:
+    ``PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter_dir)``).
+    """
+    if name_or_path is None:
+        return None
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.is_dir() else str(name_or_path)
+
+
 def save_adapter(
     model: nn.Module,
     out_dir: str | Path,
@@ -59,6 +76,9 @@ def save_adapter(
     """Write the model's LoRA adapters to ``out_dir`` in the HF PEFT format and return the directory.
 
     ``base_model_name_or_path`` defaults to ``model.config.name_or_path`` when the model has one.
+    It is recorded as ``portable_base_reference`` makes it: a local directory as its absolute path,
+    a hub id as given, so that ``AutoPeftModelForCausalLM.from_pretrained(out_dir)`` works from any
+    working directory and after the adapter folder moves.
     ``task_type`` is peft's (``CAUSAL_LM``, ``SEQ_CLS``, ... or None). ``state`` is the
     output of ``adapter_state_dict`` when the adapters are sharded over several processes
     (default: read from ``model``, which must then hold whole tensors).
@@ -78,6 +98,7 @@ def save_adapter(
     target_modules, exclude_modules = _peft_targets(model, list(modules))
     if base_model_name_or_path is None:
         base_model_name_or_path = getattr(getattr(model, "config", None), "name_or_path", None) or None
+    base_model_name_or_path = portable_base_reference(base_model_name_or_path)
     config = {
         "peft_type": "LORA",
         "task_type": task_type,
