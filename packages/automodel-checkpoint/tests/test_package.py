@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import inspect
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import automodel.checkpoint as checkpoint
 from automodel.checkpoint import CheckpointError
 
 SOURCE = Path(checkpoint.__file__).parent
-DECLARED = {"torch", "safetensors", "xxhash"}
+DECLARED = {"torch", "safetensors", "xxhash", "huggingface_hub"}
 
 
 def _runtime_imports(path: Path) -> set[str]:
@@ -55,4 +56,4 @@ def test_every_public_name_is_documented_and_typed() -> None:
 def test_checkpoint_error_is_a_value_error_the_cli_prints_as_a_user_error() -> None:
     assert issubclass(CheckpointError, ValueError)
     assert CheckpointError.user_error is True
-    assert checkpoint.__version__ == "0.4.0"
+    assert checkpoint.__version__ == importlib.metadata.version("automodel-checkpoint")
