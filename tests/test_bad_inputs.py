@@ -76,7 +76,15 @@ CONFIG_MISTAKES = {
     "misspelt generation key": Case(
         finetune("--validation.generation.max_new_token", "4"), ("validation.generation.max_new_token",)
     ),
-    "unknown section": Case(finetune("--+wandb.project", "x"), ("`wandb`", "not a section train_ft knows")),
+    "unknown section": Case(finetune("--+monitor.project", "x"), ("`monitor`", "not a section train_ft knows")),
+    "top-level wandb section (NeMo's layout)": Case(
+        finetune("--+wandb.project", "x"), ("`wandb`", "trackers are set under `logging:`", "`logging.wandb`")
+    ),
+    "misspelt tracker key": Case(finetune("--+logging.wandb.projet", "x"), ("logging.wandb.projet", "`project`")),
+    "unknown wandb mode": Case(finetune("--+logging.wandb.mode", "cloud"), ("logging.wandb.mode", "offline")),
+    "credential in a tracker section": Case(
+        finetune("--+logging.wandb.api_key", SECRET), ("logging.wandb.api_key", "not a wandb setting")
+    ),
     "wrong route": Case(
         ["finetune", "vlm", "-c", TINY_SFT, "--checkpoint.dir", "{run}"], ("`recipe`", "finetune.llm", "finetune vlm")
     ),

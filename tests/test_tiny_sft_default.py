@@ -65,3 +65,29 @@ def test_training_losses_match_the_golden_run(run):
     golden = json.loads(GOLDEN.read_text())
     for step, loss in golden.items():
         assert losses[int(step)] == pytest.approx(loss, abs=1e-4), step
+
+
+def test_automodel_generate_answers_held_out_questions_from_the_saved_step(run):
+    out, _ = run
+    rows = _jsonl(ROOT / "examples" / "data" / "number_words" / "validation.jsonl")[:3]
+    automodel = str(Path(sys.executable).parent / "automodel")
+    command = [automodel, "generate", "llm", "-c", "examples/llm_finetune/tiny_sft.yaml", "--checkpoint.dir", str(out)]
+    result = subprocess.run(
+        [*command, "--prompt", json.dumps([row["question"] for row in rows])], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == [line for r in rows for line in (r["question"], f"  -> {r['answer']}")]
+    missing = subprocess.run([*command, "--step", "7", "--prompt", "hi"], capture_output=True, text=True, cwd=ROOT)
+    assert missing.returncode == 2 and "step" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_run_leaves_its_loss_curves_in_its_folder(run, tmp_path):
+    from PIL import Image
+
+    out, result = run
+    assert f"loss curves written to {out}/loss_curves.png" in result.stderr
+    with Image.open(out / "loss_curves.png") as png:
+        assert png.format == "PNG" and png.size[0] == 1500
+    automodel = str(Path(sys.executable).parent / "automodel")
+    plotted = subprocess.run([automodel, "plot", str(out), "-o", str(tmp_path / "again.png")], capture_output=True)
+    assert plotted.returncode == 0 and (tmp_path / "again.png").read_bytes() == (out / "loss_curves.png").read_bytes()

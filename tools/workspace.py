@@ -51,7 +51,9 @@ def discover(root: Path = ROOT) -> list[Package]:
     for pyproject in sorted([*root.glob("packages/*/pyproject.toml"), *root.glob("apps/*/pyproject.toml")]):
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
         project = data["project"]
-        module = data["tool"]["uv"]["build-backend"]["module-name"]
+        tool = data["tool"]
+        # uv_build names the module; a package built by another backend names it under [tool.automodel]
+        module = tool.get("uv", {}).get("build-backend", {}).get("module-name") or tool["automodel"]["module-name"]
         deps = tuple(_requirement_name(r) for r in project.get("dependencies", []))
         found.append(Package(project["name"], module, pyproject.parent, _kind(pyproject.parent), deps))
     return sorted(found, key=lambda p: p.name)
@@ -85,8 +87,9 @@ def contracts_ini(packages: list[Package]) -> str:
     - components are independent of each other;
     - recipe packages are independent of each other;
     - components import no recipe and no app;
-    - nothing imports an app (the CLI); an app imports automodel.config and no other component
-      (it reaches recipes through entry points only).
+    - nothing imports an app (the CLI); an app imports only the components it declares as
+      dependencies (the CLI: automodel.config and automodel.examples); it reaches recipes and the
+      tools of other components through entry points only.
     Contracts that would name fewer modules than they need are left out.
     """
     components = [p.module for p in packages if p.kind == "component"]
@@ -135,19 +138,22 @@ def contracts_ini(packages: list[Package]) -> str:
                 ],
             )
         )
-    cli_forbidden = [m for m in components if m != "automodel.config"] + recipes
-    if apps and cli_forbidden:
-        parts.append(
-            _section(
-                "apps-lazy",
-                [
-                    "name = Apps import only automodel.config (recipes via entry points)",
-                    "type = forbidden",
-                    *_modules("source_modules", apps),
-                    *_modules("forbidden_modules", cli_forbidden),
-                ],
+    for app in (p for p in packages if p.kind == "app"):
+        declared = [p.module for p in packages if p.kind == "component" and p.name in app.dependencies]
+        forbidden = [m for m in components if m not in declared] + recipes
+        if forbidden:
+            parts.append(
+                _section(
+                    f"apps-lazy-{app.name}",
+                    [
+                        f"name = {app.name} imports only the components it declares ({', '.join(declared)}); "
+                        "recipes and tools via entry points",
+                        "type = forbidden",
+                        *_modules("source_modules", [app.module]),
+                        *_modules("forbidden_modules", forbidden),
+                    ],
+                )
             )
-        )
     return "\n".join(parts)
 
 

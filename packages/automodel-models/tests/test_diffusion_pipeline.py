@@ -95,12 +95,13 @@ def test_image_posteriors_are_the_vaes_mean_and_std_on_the_denoisers_scale(pipel
     posteriors = encode_image_posteriors(pipeline, pixels)
     torch.testing.assert_close(posteriors["latents"], encode_images(pipeline, pixels))
     shift, scale = vae.config.get("shift_factor") or 0.0, vae.config.scaling_factor
+    torch.manual_seed(0)
     with torch.no_grad():  # diffusers' own sampling, moved to the denoiser's scale, has that mean and spread
         draws = torch.stack([(vae.encode(pixels).latent_dist.sample() - shift) * scale for _ in range(400)])
     torch.testing.assert_close(
         draws.mean(0), posteriors["latents"], atol=0.15 * float(posteriors["latents_std"].max()), rtol=0
     )
-    torch.testing.assert_close(draws.std(0), posteriors["latents_std"], rtol=0.15, atol=1e-6)
+    torch.testing.assert_close(draws.std(0), posteriors["latents_std"], rtol=0.2, atol=1e-6)
     assert (posteriors["latents_std"] > 0).all()
 
 

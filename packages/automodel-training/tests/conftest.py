@@ -24,3 +24,12 @@ def model():
 def tokenizer():
     """A word-level tokenizer over lowercase letters, digits and a few words."""
     return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trackio_dir(tmp_path_factory):
+    """The session's own trackio data folder (trackio reads ``TRACKIO_DIR`` once, when a test first imports it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("trackio")
+        patch.setenv("TRACKIO_DIR", str(folder))
+        yield folder

@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from automodel.cli.errors import USER_ERROR_EXIT, CliError, is_user_error, print_error, report
+from automodel.cli.examples_command import example_app
 from automodel.cli.job import Job, Launcher, split_launcher
 from automodel.cli.launch import (
     LaunchOptions,
@@ -22,10 +23,16 @@ from automodel.cli.launch import (
     torchrun_command,
     worker_command,
 )
+from automodel.cli.plot import plot_command
+from automodel.cli.push import push_command
+from automodel.cli.route_group import DomainGroup, RouteCommand
 from automodel.cli.routes import Route, describe_installed, find_route, installed_routes, route_by_name, route_commands
+from automodel.cli.tools import offered
+from automodel.cli.versions import show_versions
 
 PASS_OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
 RECIPE_KEY = "recipe"
+RUN_READERS = ("generate",)  # routes that read a training run's config rather than their own
 
 
 def _is_config_path(name: str) -> bool:
@@ -36,19 +43,24 @@ class RouteGroup(TyperGroup):
     """Top-level group: built-in commands, one command per installed route word, and ``automodel cfg.yaml``."""
 
     def list_commands(self, ctx: Any) -> list[str]:
-        return [*super().list_commands(ctx), *route_commands()]
+        """Built-in commands (those needing a tool only when it is installed), then installed route words."""
+        return [*filter(offered, super().list_commands(ctx)), *route_commands()]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """A built-in command, an installed route word's group, ``automodel cfg.yaml``, or a CliError."""
         builtin = super().get_command(ctx, cmd_name)
         if builtin is not None:
             return builtin
         if cmd_name in route_commands():
-            return _ROUTE_COMMAND
+            return _DOMAIN_GROUP
         if _is_config_path(cmd_name):
             return _FILE_COMMAND
+        if ctx.resilient_parsing:  # shell completion asks about partial words: no error there
+            return None
         raise CliError(f"unknown command `{cmd_name}`; {describe_installed()}; see `automodel --help`")
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """List the commands, then every installed route with the recipe and package behind it."""
         super().format_commands(ctx, formatter)
         routes = installed_routes()
         if routes:
@@ -63,13 +75,30 @@ app = typer.Typer(
     name="automodel",
     help="Fine-tune and pre-train Hugging Face models from one YAML file.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(help="Check and print configs without running them.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.command("plot")(plot_command)
+app.command("push")(push_command)
+app.add_typer(example_app, name="example")
+
+
+VersionOption = typer.Option(
+    False,
+    "--version",
+    is_eager=True,
+    callback=show_versions,
+    help="Print the name and version of every installed automodel package, then exit.",
+)
+
+
+@app.callback()
+def top_level_options(version: bool = VersionOption) -> None:
+    """Fine-tune and pre-train Hugging Face models from one YAML file."""
+
 
 ConfigOption = typer.Option(None, "-c", "--config", help="The YAML config file.", show_default=False)
 AllowTargetOption = typer.Option(
@@ -110,12 +139,36 @@ def allowances_header(allow_targets: list[str] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reader_overrides(
+    route: Route, config: Path, args: list[str], allow_targets: list[str] | None, trust: bool
+) -> list[str]:
+    """Return ``args`` with ``--key VALUE`` made ``--+key VALUE`` for a top-level key the config lacks,
+    when ``route`` reads a run (``RUN_READERS``): ``automodel generate llm -c run.yaml --prompt "..."``
+    adds the reader's own keys to the run's config (its schema then checks them)."""
+    if route.command not in RUN_READERS:
+        return args
+    present = set(_load(config, [], allow_targets, trust))
+    rewritten = []
+    for token in args:
+        key = token[2:].partition("=")[0]
+        if token.startswith("--") and key and not key.startswith(("+", "~")) and "." not in key and key not in present:
+            token = "--+" + token[2:]
+        rewritten.append(token)
+    return rewritten
+
+
 def check_recipe_key(cfg: Any, route: Route, config: Path) -> None:
-    """Raise a ConfigError at the config's ``recipe:`` key when it names another route than the one run."""
+    """Raise a ConfigError at the config's ``recipe:`` key when it names another route than the one run.
+
+    A route of ``RUN_READERS`` (``generate``) reads the config of a run it did not train, so any
+    route of its own domain is accepted there (``automodel generate llm -c tiny_sft.yaml``).
+    """
     from automodel.config import config_error
 
     name = cfg.get(RECIPE_KEY)
     if not isinstance(name, str) or name.strip().replace(" ", ".") == route.name:
+        return
+    if route.command in RUN_READERS and name.strip().replace(" ", ".").endswith(f".{route.domain}"):
         return
     raise config_error(
         cfg,
@@ -229,15 +282,12 @@ RdzvOption = typer.Option(
 )
 DryRunOption = typer.Option(False, "--dry-run", help="Print the resolved config and the command; run nothing.")
 
-_route_app = typer.Typer(add_completion=False)
+_route_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
-@_route_app.command(context_settings=PASS_OVERRIDES)
+@_route_app.command(cls=RouteCommand, context_settings=PASS_OVERRIDES)
 def run_route(
     ctx: typer.Context,
-    domain: str | None = typer.Argument(
-        None, help="What to train: llm, vlm, diffusion, retrieval, ...", show_default=False
-    ),
     config: Path | None = ConfigOption,
     nproc_per_node: int = NprocOption,
     nnodes: str | None = NnodesOption,
@@ -250,7 +300,7 @@ def run_route(
     trust_remote_code: bool = TrustRemoteCodeOption,
 ) -> int:
     """Run the recipe for COMMAND DOMAIN on a config; extra --section.key VALUE arguments override it."""
-    route = find_route(ctx.info_name or "", domain)
+    route = find_route(ctx.parent.info_name if ctx.parent else "", ctx.info_name)
     if config is None:
         raise CliError(f"no config file given; run automodel {route.command} {route.domain} -c path/to/config.yaml")
     options = LaunchOptions(
@@ -264,9 +314,10 @@ def run_route(
         tuple(allow_target or ()),
         trust_remote_code,
     )
-    cfg = _load(config, ctx.args, allow_target, trust_remote_code)
+    args = reader_overrides(route, config, list(ctx.args), allow_target, trust_remote_code)
+    cfg = _load(config, args, allow_target, trust_remote_code)
     check_recipe_key(cfg, route, config)
-    return _launch(route, config, cfg, list(ctx.args), options)
+    return _launch(route, config, cfg, args, options)
 
 
 _file_app = typer.Typer(add_completion=False)
@@ -309,6 +360,12 @@ def run_file(
 
 
 _ROUTE_COMMAND = typer.main.get_command(_route_app)
+_DOMAIN_GROUP = DomainGroup(
+    _ROUTE_COMMAND,
+    help="Run an installed recipe: automodel COMMAND DOMAIN -c cfg.yaml (DOMAIN: see below).",
+    subcommand_metavar="DOMAIN [OPTIONS] [--KEY VALUE]...",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 _FILE_COMMAND = typer.main.get_command(_file_app)
 
 

@@ -29,6 +29,7 @@ from automodel.training.metrics import (
     peak_memory_gib,
     truncate_history,
 )
+from automodel.training.plots import LOSS_CURVES, plot_runs, read_run, runs_figure
 from automodel.training.progress import ProgressReporter
 from automodel.training.recipe import (
     BaseRecipe,
@@ -51,13 +52,16 @@ from automodel.training.step import (
     train_step,
 )
 from automodel.training.step_scheduler import StepScheduler, derive_grad_accumulation
+from automodel.training.trackers import TRACKERS, Trackers, build_trackers
 from automodel.training.validation import generation_exact_match, image_text_exact_match, validation_loss
 
 __version__ = "0.7.0"
 
 __all__ = [
     "IGNORE_INDEX",
+    "LOSS_CURVES",
     "METRIC_FILES",
+    "TRACKERS",
     "BaseRecipe",
     "ChunkedCrossEntropy",
     "CutCrossEntropy",
@@ -72,7 +76,9 @@ __all__ = [
     "RerankBCELoss",
     "StepResult",
     "StepScheduler",
+    "Trackers",
     "TrainingError",
+    "build_trackers",
     "cached_contrastive_backward",
     "clip_grad_norm",
     "constant",
@@ -92,10 +98,13 @@ __all__ = [
     "model_flops_utilization",
     "model_inputs",
     "peak_memory_gib",
+    "plot_runs",
+    "read_run",
     "rerank_metrics",
     "rerank_train_step",
     "retrieval_metrics",
     "run_recipe",
+    "runs_figure",
     "set_seed",
     "show_component_logs",
     "to_device",

@@ -12,7 +12,9 @@ everything else through the objects it is given, by protocol:
   ``signal_guard()``;
 - ``self.model``, ``self.optimizer``, ``self.lr_scheduler``, ``self.loss_fn``, ``self.max_grad_norm``,
   ``self.step_scheduler``, ``self.dataloader``, ``self.val_dataloader``, ``self.progress``,
-  ``self.training_log``, ``self.validation_log``, ``self.peak_tflops``.
+  ``self.training_log``, ``self.validation_log``, ``self.peak_tflops``;
+- ``self.trackers``: ``log(metrics, step)`` and ``finish(last_checkpoint, failed=)`` (``build_trackers``);
+  a recipe that sets none gets a ``Trackers`` that does nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import torch
 
 from automodel.training.errors import TrainingError
 from automodel.training.metrics import MetricsSample, model_flops_utilization, peak_memory_gib, truncate_history
+from automodel.training.plots import LOSS_CURVES, plot_runs
 from automodel.training.recipe import BaseRecipe
 from automodel.training.step import train_step
+from automodel.training.trackers import Trackers
 from automodel.training.validation import validation_loss
 
 RESUME_SKIPS = ("model", "optimizer", "val_dataloader")
@@ -40,6 +44,9 @@ class FinetuneLoop(BaseRecipe):
     throughput_label = "tps"
     """The progress line's name for ``MetricsSample.tps``: tokens per second, or a recipe's own unit."""
 
+    trackers: Trackers = Trackers()
+    """The experiment trackers every training and validation record also goes to; none by default."""
+
     @property
     def hf_model(self) -> torch.nn.Module:
         """The Hugging Face model being trained (inside a data-parallel wrapper, if any)."""
@@ -49,8 +56,19 @@ class FinetuneLoop(BaseRecipe):
         """Train to the end of the schedule, validating, logging and saving on schedule.
 
         A signal listed in ``checkpoint.signals`` (SIGTERM, SIGUSR1) saves a checkpoint at the
-        next step boundary and ends the run normally; the ranks agree on the step.
+        next step boundary and ends the run normally; the ranks agree on the step. The trackers
+        finish when the run ends (marked failed when it ends on an exception).
         """
+        try:
+            last_step = self._run_schedule()
+        except BaseException:
+            self.trackers.finish(failed=True)
+            raise
+        self.trackers.finish(last_step)
+        self._farewell(last_step)
+
+    def _run_schedule(self) -> Path | None:
+        """The steps of ``run_train_validation_loop``; return the last step folder written (None when none was)."""
         scheduler = self.step_scheduler
         if self.val_dataloader is not None and scheduler.step == 0:
             self._validate()
@@ -88,7 +106,7 @@ class FinetuneLoop(BaseRecipe):
         if self.val_dataloader is not None and not scheduler.val_check_interval and not stopping:
             self._validate()
         self.progress.close()
-        self._farewell(last_step)
+        return last_step
 
     def _train_step(self, micro_batches: list[dict]) -> Any:
         """Run one optimizer step over ``micro_batches``; return its StepResult."""
@@ -136,7 +154,9 @@ class FinetuneLoop(BaseRecipe):
             mfu=model_flops_utilization(tps, flops, self.peak_tflops * self.parallel.env.world_size),
         )
         if self.parallel.is_rank0:
-            self.training_log.write({**sample.to_dict(), **(extra or {})})
+            record = {**sample.to_dict(), **(extra or {})}
+            self.training_log.write(record)
+            self.trackers.log(_tracked(record, "train/"), sample.step)
         self.progress.update(
             sample.step, {"loss": sample.loss, "lr": sample.lr, self.throughput_label: round(sample.tps)}
         )
@@ -159,6 +179,7 @@ class FinetuneLoop(BaseRecipe):
         self.parallel.reshard(self.model)
         if self.parallel.is_rank0:
             self.validation_log.write(record)
+            self.trackers.log(_tracked(record, "val/"), step)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in {"step", "val_tokens"})
         self.progress.message(f"validation at step {step}: {shown}")
         return record
@@ -237,7 +258,21 @@ class FinetuneLoop(BaseRecipe):
         return {}
 
     def _farewell(self, last_step: Path | None) -> None:
-        """Called at the end with the last step written (None when none was): say how to load it."""
+        """Called at the end with the last step written (None when none was): say how to load it.
+
+        Here, on rank 0 of a run that wrote ``training.jsonl``: plot its metric history to
+        ``<checkpoint.dir>/loss_curves.png`` and say so. A failure to plot is one message line,
+        never the run's failure. A recipe overriding this calls ``super()._farewell(last_step)``.
+        """
+        run_dir = Path(self.checkpoint.dir)
+        if not self.parallel.is_rank0 or not (run_dir / "training.jsonl").is_file():
+            return
+        try:
+            written = plot_runs([run_dir], run_dir / LOSS_CURVES)
+        except Exception as exc:  # the run has finished and saved: a plot must not turn it into a failure
+            self.progress.message(f"loss curves not written: {type(exc).__name__}: {exc}")
+            return
+        self.progress.message(f"loss curves written to {written}")
 
     def _signal_guard(self) -> contextlib.AbstractContextManager:
         """A context whose value has ``requested`` (a signal arrived) and ``signal`` (its name):
@@ -271,6 +306,12 @@ class FinetuneLoop(BaseRecipe):
     def _rewind_history(self, last_step: int) -> None:
         """Drop the metric records after ``last_step`` (-1: all of them) from ``checkpoint.dir``."""
         truncate_history(self.checkpoint.dir, last_step)
+
+
+def _tracked(record: dict, prefix: str) -> dict:
+    """``record``'s fields named for the trackers (``train/loss``), but ``step`` (their x axis) and
+    ``timestamp`` (they keep their own clock)."""
+    return {f"{prefix}{key}": value for key, value in record.items() if key not in ("step", "timestamp")}
 
 
 def _read_train_state(path: Path) -> dict:

@@ -6,6 +6,20 @@ import json
 import os
 from pathlib import Path
 
+from automodel.config import BUILT, OWNED, anything, integer, text
+
+# What `automodel finetune toy --help` lists (the toy itself checks nothing).
+SCHEMA = {
+    "recipe": text(),
+    "slurm": OWNED,
+    "behaviour": text(("ok", "user_error", "crash", "echo"), "what the toy does"),
+    "value": anything("echoed by behaviour: echo"),
+    "model": BUILT,
+    "output": {"dir": text(describe="where rank<R>.json is written", nullable=False)},
+    "exit_code": integer(0, "the exit status to return"),
+}
+REQUIRED = ("output",)
+
 
 class ToyError(ValueError):
     """A user mistake the toy recipe reports (follows the ``user_error`` protocol)."""

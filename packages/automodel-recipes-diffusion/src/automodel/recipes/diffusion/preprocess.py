@@ -34,6 +34,9 @@ from automodel.recipes.diffusion.schema import PREPROCESS, PREPROCESS_REQUIRED
 from automodel.recipes.diffusion.sections import build_pipeline, max_sequence_length
 from automodel.training import ProgressReporter, main_reporting_user_errors, set_seed
 
+# This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
+SCHEMA, REQUIRED = PREPROCESS, PREPROCESS_REQUIRED
+
 
 def preprocess(cfg: ConfigNode) -> Path:
     """Write the latent cache that ``cfg`` describes and return its folder."""

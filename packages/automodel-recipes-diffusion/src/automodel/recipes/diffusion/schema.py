@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from automodel.checkpoint import CheckpointSettings
 from automodel.config import BUILT, OWNED, anything, boolean, integer, number, signature_settings, text
-from automodel.training import StepScheduler
+from automodel.training import TRACKERS, StepScheduler
+
+LOGGING = {
+    "peak_tflops": number(0),
+    "progress_bar": boolean(),
+    **{
+        name: signature_settings(tracker, **{key: text(values) for key, values in tracker.choices.items()})
+        for name, tracker in TRACKERS.items()
+    },
+}
+"""The ``logging:`` section: the peak TFLOP/s for MFU, the progress bar and the experiment trackers."""
 
 PARALLEL_SCHEMES = ("ddp", "fsdp2")
 
@@ -56,7 +66,7 @@ TRAIN = {
         "height": integer(8),
         "width": integer(8),
     },
-    "logging": {"peak_tflops": number(0), "progress_bar": boolean()},
+    "logging": LOGGING,
     "parallel_scheme": text(PARALLEL_SCHEMES),
     "distributed": OWNED,
 }

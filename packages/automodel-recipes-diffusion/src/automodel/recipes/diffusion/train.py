@@ -42,6 +42,7 @@ from automodel.config import (
     load_config_from_argv,
     location_of,
     plain_section,
+    redact_secrets,
 )
 from automodel.data import build_dataloader, fast_forward
 from automodel.data.diffusion import LatentCacheDataset, collate_image_captions, collate_latents
@@ -74,13 +75,15 @@ from automodel.recipes.diffusion.pipeline_files import (
     write_denoiser,
     write_lora,
 )
-from automodel.recipes.diffusion.schema import PARALLEL_SCHEMES, TRAIN, TRAIN_REQUIRED
+from automodel.recipes.diffusion.schema import LOGGING, PARALLEL_SCHEMES, TRAIN, TRAIN_REQUIRED
 from automodel.recipes.diffusion.sections import build_pipeline, max_sequence_length
 from automodel.training import (
+    TRACKERS,
     FinetuneLoop,
     JsonlWriter,
     ProgressReporter,
     StepScheduler,
+    build_trackers,
     main_reporting_user_errors,
     set_seed,
 )
@@ -91,6 +94,9 @@ from automodel.training.diffusion import (
     diffusion_validation_loss,
     objective_from_scheduler_config,
 )
+
+# This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
+SCHEMA, REQUIRED = TRAIN, TRAIN_REQUIRED
 
 DATALOADER_KEYS = ("shuffle", "num_workers")
 VALIDATION_KEYS = (
@@ -114,6 +120,19 @@ class DiffusionTrainingState(torch.nn.Module):
         self.ema = ema
 
 
+def refuse_top_level_trackers(cfg: ConfigNode) -> None:
+    """Raise a ConfigError at a tracker section written at the top level of ``cfg`` (NeMo's ``wandb:``):
+    experiment trackers are keys of ``logging:``."""
+    for name in TRACKERS:
+        if name in cfg:
+            raise config_error(
+                cfg,
+                "is not a top-level section: experiment trackers are set under `logging:`",
+                name,
+                f"move this section to `logging.{name}`",
+            )
+
+
 class TrainRecipeForDiffusion(FinetuneLoop):
     """Train a diffusion pipeline's denoiser on one process or many; see the module docstring."""
 
@@ -125,6 +144,7 @@ class TrainRecipeForDiffusion(FinetuneLoop):
     def setup(self) -> None:
         """Build processes, data, pipeline, LoRA, EMA, objective, optimizer and checkpointer; resume if asked."""
         cfg = self.cfg
+        refuse_top_level_trackers(cfg)
         check_config(cfg, TRAIN, TRAIN_REQUIRED, "train (diffusion)", "examples/diffusion")
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device
@@ -165,7 +185,7 @@ class TrainRecipeForDiffusion(FinetuneLoop):
         self.max_grad_norm = plain_section(cfg, "clip_grad_norm", ("max_norm",)).get("max_norm")
         self.checkpointer = build_checkpointer(self.checkpoint)
         resumed_from = self._restore()
-        logging = plain_section(cfg, "logging", ("progress_bar", "peak_tflops"))
+        logging = plain_section(cfg, "logging", LOGGING)
         self.peak_tflops = logging.get("peak_tflops") or 1.0
         self.progress = ProgressReporter(
             self.step_scheduler.max_steps,
@@ -188,6 +208,14 @@ class TrainRecipeForDiffusion(FinetuneLoop):
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
         self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+        with errors_named_by(cfg, "logging"):
+            self.trackers = build_trackers(
+                {name: logging[name] for name in TRACKERS if name in logging},
+                run_dir=self.checkpoint.dir,
+                config=redact_secrets(cfg.to_container(), cfg.to_container(resolve=False)),
+                enabled=self.parallel.is_rank0,
+                start_step=self.step_scheduler.step,
+            )
 
     def _build_parallelism(self) -> Parallelism:
         """Join the processes with ``parallel_scheme`` (ddp or fsdp2) as the ``distributed:`` strategy."""
@@ -497,6 +525,7 @@ class TrainRecipeForDiffusion(FinetuneLoop):
         return {"config.yaml": self.cfg.to_yaml(resolve=True, redact=True)}
 
     def _farewell(self, last_step: Path | None) -> None:
+        super()._farewell(last_step)
         if last_step is None:
             return
         model_dir = str(last_step / "model")

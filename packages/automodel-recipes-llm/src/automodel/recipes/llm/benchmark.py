@@ -60,6 +60,9 @@ from automodel.training import (
     train_step,
 )
 
+# This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
+SCHEMA, REQUIRED = BENCHMARK, BENCHMARK_REQUIRED
+
 BATCH_KEYS = ("global_batch_size", "local_batch_size", "grad_accumulation_steps")
 DEFAULT_DIR = Path("runs/benchmark")
 

@@ -30,10 +30,14 @@ from automodel.recipes.llm.schema import KD, KD_REQUIRED
 from automodel.recipes.llm.train_ft import (
     TrainFinetuneRecipeForNextTokenPrediction,
     build_model,
+    refuse_top_level_trackers,
     run_recipe,
 )
 from automodel.training import KDLoss, main_reporting_user_errors, validation_loss
 from automodel.training.loss import MODEL_INPUTS
+
+# This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
+SCHEMA, REQUIRED = KD, KD_REQUIRED
 
 SAME_TOKENIZER = "distillation compares the two models' next-token distributions id by id"
 
@@ -207,6 +211,7 @@ class KnowledgeDistillationRecipeForNextTokenPrediction(TrainFinetuneRecipeForNe
     def setup(self) -> None:
         """Build what train_ft builds, plus the teacher and the distillation loss."""
         cfg = self.cfg
+        refuse_top_level_trackers(cfg)
         check_config(cfg, KD, KD_REQUIRED, "kd", "examples/llm_kd")
         kd_ratio = read_kd_ratio(cfg)
         kd_loss = build_kd_loss_fn(cfg)

@@ -8,8 +8,18 @@ config against them.
 from __future__ import annotations
 
 from automodel.checkpoint import CheckpointSettings
-from automodel.config import BUILT, OWNED, boolean, integer, number, signature_settings, text
-from automodel.training import StepScheduler
+from automodel.config import BUILT, OWNED, anything, boolean, integer, number, signature_settings, text
+from automodel.training import TRACKERS, StepScheduler
+
+LOGGING = {
+    "peak_tflops": number(0),
+    "progress_bar": boolean(),
+    **{
+        name: signature_settings(tracker, **{key: text(values) for key, values in tracker.choices.items()})
+        for name, tracker in TRACKERS.items()
+    },
+}
+"""The ``logging:`` section: the peak TFLOP/s for MFU, the progress bar and the experiment trackers."""
 
 STEP_SCHEDULER = signature_settings(StepScheduler, skip=("dataloader", "dp_size"), minimums=StepScheduler.MINIMUMS)
 GENERATION = {
@@ -45,7 +55,7 @@ TRAIN_FT = {
     "peft": BUILT,
     "quantization": BUILT,
     "validation": {"batch_size": integer(1), "generation": GENERATION},
-    "logging": {"peak_tflops": number(0), "progress_bar": boolean()},
+    "logging": LOGGING,
     "distributed": OWNED,
 }
 TRAIN_FT_REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
@@ -66,3 +76,12 @@ BENCHMARK = {
     "benchmark": OWNED,
 }
 BENCHMARK_REQUIRED = ("model", "optimizer", "step_scheduler")
+
+GENERATE = {
+    **KD,
+    "prompt": anything("a prompt or a list of prompts"),
+    "prompt_format": text(("auto", "raw", "instruction", "chat")),
+    "max_new_tokens": integer(1),
+    "step": anything("latest, a step number or a step folder"),
+}
+GENERATE_REQUIRED = ("prompt",)

@@ -29,6 +29,8 @@ from automodel.config import (
     errors_named_by,
     load_config_from_argv,
     location_of,
+    plain_section,
+    redact_secrets,
 )
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data import fast_forward
@@ -53,20 +55,25 @@ from automodel.recipes.llm.adapters import (
     write_merged_model,
 )
 from automodel.recipes.llm.checkpointing import build_checkpoint_config, restore_from
-from automodel.recipes.llm.schema import TRAIN_FT, TRAIN_FT_REQUIRED
+from automodel.recipes.llm.schema import LOGGING, TRAIN_FT, TRAIN_FT_REQUIRED
 from automodel.training import (
+    TRACKERS,
     BaseRecipe,
     FinetuneLoop,
     JsonlWriter,
     MaskedCrossEntropy,
     ProgressReporter,
     StepScheduler,
+    build_trackers,
     generation_exact_match,
     main_reporting_user_errors,
     measure_peak_tflops,
     set_seed,
 )
 from automodel.training import run_recipe as run_training_recipe
+
+# This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
+SCHEMA, REQUIRED = TRAIN_FT, TRAIN_FT_REQUIRED
 
 
 def build_model(cfg: ConfigNode, device: torch.device, section: str = "model") -> torch.nn.Module:
@@ -218,6 +225,19 @@ def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> 
         raise config_error(cfg, f"has a key StepScheduler does not take ({exc})", "step_scheduler") from None
 
 
+def refuse_top_level_trackers(cfg: ConfigNode) -> None:
+    """Raise a ConfigError at a tracker section written at the top level of ``cfg`` (NeMo's ``wandb:``):
+    experiment trackers are keys of ``logging:``."""
+    for name in TRACKERS:
+        if name in cfg:
+            raise config_error(
+                cfg,
+                "is not a top-level section: experiment trackers are set under `logging:`",
+                name,
+                f"move this section to `logging.{name}`",
+            )
+
+
 class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
     """Fine-tune (or pre-train) a causal LM on one process or many; see the module docstring."""
 
@@ -225,7 +245,8 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
         self.cfg = cfg
 
     def setup(self) -> None:
-        """Build model, tokenizer, data, optimizer, schedules and writers from the config."""
+        """Build model, tokenizer, data, optimizer, schedules, writers and trackers from the config."""
+        refuse_top_level_trackers(self.cfg)
         check_config(self.cfg, TRAIN_FT, TRAIN_FT_REQUIRED, "train_ft", "examples/llm_finetune")
         peft_summary = self._setup_model()
         self._setup_training(peft_summary)
@@ -275,7 +296,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
         return peft_summary
 
     def _setup_training(self, peft_summary: str | None) -> None:
-        """Build data, optimizer, schedules, loss, checkpointer (restoring a resumed run) and writers."""
+        """Build data, optimizer, schedules, loss, checkpointer (restoring a resumed run), writers and trackers."""
         cfg = self.cfg
         parallel = self.parallel
         local_batch_size = int(cfg.step_scheduler.get("local_batch_size", 1))
@@ -314,7 +335,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
         self.max_grad_norm = (cfg.get("clip_grad_norm") or {}).get("max_norm")
         self.checkpointer = build_checkpointer(self.checkpoint)
         resumed_from = self._restore()
-        logging = cfg.get("logging") or {}
+        logging = plain_section(cfg, "logging", LOGGING)
         self.peak_tflops = logging.get("peak_tflops") or measure_peak_tflops(
             next(self.model.parameters()).dtype, self.device
         )
@@ -334,6 +355,14 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
         self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+        with errors_named_by(cfg, "logging"):
+            self.trackers = build_trackers(
+                {name: logging[name] for name in TRACKERS if name in logging},
+                run_dir=self.checkpoint.dir,
+                config=redact_secrets(cfg.to_container(), cfg.to_container(resolve=False)),
+                enabled=parallel.is_rank0,
+                start_step=self.step_scheduler.step,
+            )
 
     @property
     def hf_model(self) -> torch.nn.Module:
@@ -428,6 +457,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
         write_model_metadata(self.hf_model, self.tokenizer, model_dir)
 
     def _farewell(self, last_step: Path | None) -> None:
+        super()._farewell(last_step)
         if last_step is None:
             return
         model_dir = last_step / "model"
@@ -481,5 +511,6 @@ __all__ = [
     "build_tokenizer",
     "compile_model",
     "main",
+    "refuse_top_level_trackers",
     "run_recipe",
 ]

@@ -38,6 +38,7 @@ from automodel.config import (
     load_config_from_argv,
     location_of,
     plain_section,
+    redact_secrets,
 )
 from automodel.data import build_dataloader, fast_forward
 from automodel.data.retrieval import BiEncoderCollator, CrossEncoderCollator, RetrievalEvalSet
@@ -58,14 +59,16 @@ from automodel.recipes.retrieval.adapters import (
     write_adapter,
 )
 from automodel.recipes.retrieval.evaluation import evaluate_bi_encoder, evaluate_reranker
-from automodel.recipes.retrieval.schema import FINETUNE, FINETUNE_REQUIRED
+from automodel.recipes.retrieval.schema import FINETUNE, FINETUNE_REQUIRED, LOGGING
 from automodel.training import (
+    TRACKERS,
     FinetuneLoop,
     InfoNCELoss,
     JsonlWriter,
     ProgressReporter,
     RerankBCELoss,
     StepScheduler,
+    build_trackers,
     contrastive_train_step,
     main_reporting_user_errors,
     measure_peak_tflops,
@@ -73,6 +76,9 @@ from automodel.training import (
     set_seed,
 )
 from automodel.training import run_recipe as run_training_recipe
+
+# This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
+SCHEMA, REQUIRED = FINETUNE, FINETUNE_REQUIRED
 
 COLLATE_KEYS = ("query_max_length", "passage_max_length", "max_length", "pad_to_multiple_of")
 DEFAULT_K_VALUES = (1, 10, 100)
@@ -108,6 +114,19 @@ def k_values_of(cfg: ConfigNode) -> tuple[int, ...]:
     return tuple(values)
 
 
+def refuse_top_level_trackers(cfg: ConfigNode) -> None:
+    """Raise a ConfigError at a tracker section written at the top level of ``cfg`` (NeMo's ``wandb:``):
+    experiment trackers are keys of ``logging:``."""
+    for name in TRACKERS:
+        if name in cfg:
+            raise config_error(
+                cfg,
+                "is not a top-level section: experiment trackers are set under `logging:`",
+                name,
+                f"move this section to `logging.{name}`",
+            )
+
+
 class FinetuneRecipeForRetrieval(FinetuneLoop):
     """Fine-tune a bi-encoder or a cross-encoder on one process or many; see the module docstring."""
 
@@ -117,6 +136,7 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
     def setup(self) -> None:
         """Build model, tokenizer, data, loss, optimizer, schedules and writers from the config; resume if asked."""
         cfg = self.cfg
+        refuse_top_level_trackers(cfg)
         check_config(cfg, FINETUNE, FINETUNE_REQUIRED, "finetune (retrieval)", "examples/retrieval")
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device
@@ -143,7 +163,7 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
         self.max_grad_norm = plain_section(cfg, "clip_grad_norm", ("max_norm",)).get("max_norm")
         self.checkpointer = build_checkpointer(self.checkpoint)
         resumed_from = self._restore()
-        logging = plain_section(cfg, "logging", ("progress_bar", "peak_tflops"))
+        logging = plain_section(cfg, "logging", LOGGING)
         dtype = next(self.model.parameters()).dtype
         self.peak_tflops = logging.get("peak_tflops") or measure_peak_tflops(dtype, self.device)
         self.progress = ProgressReporter(
@@ -162,6 +182,14 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
         self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+        with errors_named_by(cfg, "logging"):
+            self.trackers = build_trackers(
+                {name: logging[name] for name in TRACKERS if name in logging},
+                run_dir=self.checkpoint.dir,
+                config=redact_secrets(cfg.to_container(), cfg.to_container(resolve=False)),
+                enabled=self.parallel.is_rank0,
+                start_step=self.step_scheduler.step,
+            )
 
     def _add_adapters(self, model: torch.nn.Module) -> str | None:
         """Add the ``peft:`` section's LoRA adapters to a bi-encoder's backbone; return the summary line or None.
@@ -375,6 +403,7 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
             write_cross_encoder_files(model, model_dir, max_seq_length=int(self.collate.get("max_length", 256)))
 
     def _farewell(self, last_step: Path | None) -> None:
+        super()._farewell(last_step)
         if last_step is None:
             return
         model_dir = str(last_step / "model")

@@ -46,6 +46,9 @@ from automodel.recipes.retrieval.mining import MiningSettings, choose_negatives,
 from automodel.recipes.retrieval.schema import MINE, MINE_REQUIRED
 from automodel.training import exact_top_k, main_reporting_user_errors, set_seed
 
+# This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
+SCHEMA, REQUIRED = MINE, MINE_REQUIRED
+
 MINING_KEYS = tuple(MINE["mining"])
 SETTING_KEYS = (
     "num_negatives",

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from automodel.checkpoint import CheckpointSettings
 from automodel.config import BUILT, OWNED, anything, boolean, integer, number, signature_settings, text
-from automodel.training import StepScheduler
+from automodel.training import TRACKERS, StepScheduler
+
+LOGGING = {
+    "peak_tflops": number(0),
+    "progress_bar": boolean(),
+    **{
+        name: signature_settings(tracker, **{key: text(values) for key, values in tracker.choices.items()})
+        for name, tracker in TRACKERS.items()
+    },
+}
+"""The ``logging:`` section: the peak TFLOP/s for MFU, the progress bar and the experiment trackers."""
 
 FINETUNE = {
     "recipe": text(),
@@ -37,7 +47,7 @@ FINETUNE = {
     "checkpoint": signature_settings(CheckpointSettings),
     "restore_from": {"path": text(describe="latest, a step folder, or null")},
     "validation": {"batch_size": integer(1), "k_values": anything("a list of cut-offs such as [1, 10, 100]")},
-    "logging": {"peak_tflops": number(0), "progress_bar": boolean()},
+    "logging": LOGGING,
     "distributed": OWNED,
 }
 FINETUNE_REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")

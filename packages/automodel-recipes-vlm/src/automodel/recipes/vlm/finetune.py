@@ -35,6 +35,7 @@ from automodel.config import (
     load_config_from_argv,
     location_of,
     plain_section,
+    redact_secrets,
 )
 from automodel.data import build_dataloader, fast_forward
 from automodel.data.vlm import collate_for
@@ -51,19 +52,24 @@ from automodel.models import check_processor_matches, load_processor, training_f
 from automodel.peft import adapter_state_dict
 from automodel.recipes.vlm.adapters import add_adapters, build_peft, save_base_model, write_adapter
 from automodel.recipes.vlm.freezing import FREEZE_KEYS, freeze_modules
-from automodel.recipes.vlm.schema import FINETUNE, FINETUNE_REQUIRED
+from automodel.recipes.vlm.schema import FINETUNE, FINETUNE_REQUIRED, LOGGING
 from automodel.training import (
+    TRACKERS,
     FinetuneLoop,
     JsonlWriter,
     MaskedCrossEntropy,
     ProgressReporter,
     StepScheduler,
+    build_trackers,
     image_text_exact_match,
     main_reporting_user_errors,
     measure_peak_tflops,
     set_seed,
 )
 from automodel.training import run_recipe as run_training_recipe
+
+# This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
+SCHEMA, REQUIRED = FINETUNE, FINETUNE_REQUIRED
 
 DATALOADER_KEYS = ("shuffle", "num_workers")
 VALIDATION_KEYS = ("batch_size", "generation")
@@ -107,6 +113,19 @@ def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int) -> Step
             raise config_error(cfg, f"has a key StepScheduler does not take ({exc})", "step_scheduler") from None
 
 
+def refuse_top_level_trackers(cfg: ConfigNode) -> None:
+    """Raise a ConfigError at a tracker section written at the top level of ``cfg`` (NeMo's ``wandb:``):
+    experiment trackers are keys of ``logging:``."""
+    for name in TRACKERS:
+        if name in cfg:
+            raise config_error(
+                cfg,
+                "is not a top-level section: experiment trackers are set under `logging:`",
+                name,
+                f"move this section to `logging.{name}`",
+            )
+
+
 class FinetuneRecipeForVLM(FinetuneLoop):
     """Fine-tune an image-text-to-text model on one process or many; see the module docstring."""
 
@@ -116,6 +135,7 @@ class FinetuneRecipeForVLM(FinetuneLoop):
     def setup(self) -> None:
         """Build model, processor, data, optimizer, schedules and writers from the config; resume if asked."""
         cfg = self.cfg
+        refuse_top_level_trackers(cfg)
         check_config(cfg, FINETUNE, FINETUNE_REQUIRED, "finetune (vlm)", "examples/vlm_finetune")
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device
@@ -145,7 +165,7 @@ class FinetuneRecipeForVLM(FinetuneLoop):
         self.max_grad_norm = plain_section(cfg, "clip_grad_norm", ("max_norm",)).get("max_norm")
         self.checkpointer = build_checkpointer(self.checkpoint)
         resumed_from = self._restore()
-        logging = plain_section(cfg, "logging", ("progress_bar", "peak_tflops"))
+        logging = plain_section(cfg, "logging", LOGGING)
         dtype = next(self.model.parameters()).dtype
         self.peak_tflops = logging.get("peak_tflops") or measure_peak_tflops(dtype, self.device)
         self.progress = ProgressReporter(
@@ -166,6 +186,14 @@ class FinetuneRecipeForVLM(FinetuneLoop):
             self.progress.message(f"resumed from {resumed_from} at step {self.step_scheduler.step}")
         self.training_log = JsonlWriter(self.checkpoint.dir / "training.jsonl")
         self.validation_log = JsonlWriter(self.checkpoint.dir / "validation.jsonl")
+        with errors_named_by(cfg, "logging"):
+            self.trackers = build_trackers(
+                {name: logging[name] for name in TRACKERS if name in logging},
+                run_dir=self.checkpoint.dir,
+                config=redact_secrets(cfg.to_container(), cfg.to_container(resolve=False)),
+                enabled=self.parallel.is_rank0,
+                start_step=self.step_scheduler.step,
+            )
 
     def _add_adapters(self) -> str | None:
         """Add the ``peft:`` section's LoRA adapters (the base model is saved once when it has no path).
@@ -299,6 +327,7 @@ class FinetuneRecipeForVLM(FinetuneLoop):
         self.processor.save_pretrained(model_dir)
 
     def _farewell(self, last_step: Path | None) -> None:
+        super()._farewell(last_step)
         if last_step is None:
             return
         model_dir = str(last_step / "model")

@@ -8,7 +8,17 @@ from __future__ import annotations
 from automodel.checkpoint import CheckpointSettings
 from automodel.config import BUILT, OWNED, boolean, integer, number, signature_settings, text
 from automodel.recipes.vlm.freezing import FREEZE_KEYS
-from automodel.training import StepScheduler
+from automodel.training import TRACKERS, StepScheduler
+
+LOGGING = {
+    "peak_tflops": number(0),
+    "progress_bar": boolean(),
+    **{
+        name: signature_settings(tracker, **{key: text(values) for key, values in tracker.choices.items()})
+        for name, tracker in TRACKERS.items()
+    },
+}
+"""The ``logging:`` section: the peak TFLOP/s for MFU, the progress bar and the experiment trackers."""
 
 FINETUNE = {
     "recipe": text(),
@@ -41,7 +51,7 @@ FINETUNE = {
             "batch_size": integer(1),
         },
     },
-    "logging": {"peak_tflops": number(0), "progress_bar": boolean()},
+    "logging": LOGGING,
     "distributed": OWNED,
 }
 FINETUNE_REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
