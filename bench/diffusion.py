@@ -20,6 +20,8 @@ logit-normal timestep sampling and unweighted flow-matching loss, for ``--steps`
   ``automodel.recipes.diffusion.preprocess`` writes first (train and validation splits; its time is
   reported as its own column; the cache keeps each posterior's mean and standard deviation, so this
   row samples the posterior too); neither the VAE nor the text encoders are loaded.
+- automodel, latent cache, compile: the same with ``compile: {enabled: true}`` (each transformer
+  block through ``torch.compile``'s inductor, compiled during the untimed warm-up steps).
 
 Every training row runs ``--seeds`` times (default 3) with the loop seeds 1234, 1235, ...: the
 shuffling, noise, timesteps and posterior samples change, the initial weights do not. A single
@@ -40,7 +42,7 @@ the flow-matching loss on the 48 images of ``examples/data/t2i_shapes/validation
 column, on a fixed draw from the posterior (the script's latents). Prints one table and writes
 bench/results/diffusion.csv.
 
-    uv run --all-packages python bench/diffusion.py             # about 13 minutes on 2 cores
+    uv run --all-packages python bench/diffusion.py             # about 20 minutes on 2 cores
     uv run --all-packages python bench/diffusion.py --steps 50 --seeds 1 --threads 2
 """
 
@@ -74,7 +76,8 @@ SEED, BATCH, LR, RESOLUTION, MAX_SEQUENCE_LENGTH, WARMUP = 1234, 32, 1e-3, 32, 8
 HELD_OUT_SIGMAS = (0.25, 0.5, 0.75)
 SCRIPT = "diffusers script loop"
 ON_THE_FLY, CACHED = "automodel, on-the-fly encoding", "automodel, latent cache"
-ROWS = (SCRIPT, ON_THE_FLY, CACHED)
+COMPILED = "automodel, latent cache, compile"
+ROWS = (SCRIPT, ON_THE_FLY, CACHED, COMPILED)
 COLUMNS = [  # (table heading, CSV field, format)
     ("row", "row", ""),
     ("images/s", "images_per_s", ".1f"),
@@ -214,9 +217,10 @@ def run_script_loop(steps: int, threads: int, seed: int) -> dict:
     }
 
 
-def recipe_config(out: Path, steps: int, cache: Path | None, seed: int) -> dict:
+def recipe_config(out: Path, steps: int, cache: Path | None, seed: int, compiled: bool = False) -> dict:
     """The train.diffusion config of an automodel run: the image folders, or the latent caches under
-    ``cache``; posterior samples; ``seed`` for the run's randomness (the initial weights stay SEED's)."""
+    ``cache``; posterior samples; ``seed`` for the run's randomness (the initial weights stay SEED's);
+    ``compiled`` adds ``compile: {enabled: true}``."""
 
     def data(split: str) -> dict:
         if cache is not None:
@@ -252,6 +256,7 @@ def recipe_config(out: Path, steps: int, cache: Path | None, seed: int) -> dict:
         "validation": {"batch_size": 48, "num_prompts": 0},
         "logging": {"progress_bar": False},
         "checkpoint": {"dir": str(out), "save_final": False},
+        **({"compile": {"enabled": True}} if compiled else {}),
     }
 
 
@@ -260,7 +265,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def run_recipe(steps: int, threads: int, cache: str | None, seed: int) -> dict:
+def run_recipe(steps: int, threads: int, cache: str | None, seed: int, compiled: bool = False) -> dict:
     """Train with automodel's recipe (from the image folder, or the latent cache ``cache``); return speed,
     memory, the recipe's own losses and the final weights."""
     torch.set_num_threads(threads)
@@ -270,7 +275,9 @@ def run_recipe(steps: int, threads: int, cache: str | None, seed: int) -> dict:
     imported_mib = status_mib("VmRSS")
     with tempfile.TemporaryDirectory(prefix="automodel-bench-") as tmp:
         out = Path(tmp) / "run"
-        recipe = TrainRecipeForDiffusion(config_from_dict(recipe_config(out, steps, cache and Path(cache), seed)))
+        recipe = TrainRecipeForDiffusion(
+            config_from_dict(recipe_config(out, steps, cache and Path(cache), seed, compiled))
+        )
         with contextlib.redirect_stderr(io.StringIO()) as output:  # the progress lines: one per step
             recipe.setup()
             recipe.run_train_validation_loop()
@@ -386,6 +393,7 @@ def main() -> None:
                 (SCRIPT, run_script_loop, (args.steps, args.threads, seed)),
                 (ON_THE_FLY, run_recipe, (args.steps, args.threads, None, seed)),
                 (CACHED, run_recipe, (args.steps, args.threads, cache, seed)),
+                (COMPILED, run_recipe, (args.steps, args.threads, cache, seed, True)),
             ]
             for name, run, run_args in runs:
                 print(f"running {name}, seed {seed} ...", flush=True)
@@ -393,7 +401,7 @@ def main() -> None:
                     results[name].append(pool.apply(run, run_args))
                 for message in results[name][-1].get("messages", []) if seed == seeds[0] else []:
                     print(f"  {message}")
-    loaded = {name for result in results[CACHED] for name in result["encoders_loaded"]}
+    loaded = {name for row in (CACHED, COMPILED) for result in results[row] for name in result["encoders_loaded"]}
     if loaded:
         raise SystemExit(f"the latent-cache run loaded {sorted(loaded)}")
     held_out = HeldOut()
@@ -418,8 +426,8 @@ def main() -> None:
                 "held_out_loss_sampled": float(np.mean([held_out.loss(r["state"], "sampled") for r in runs])),
                 "recipe_val_loss": float(np.mean(recipe_losses)) if recipe_losses else None,
                 "final_train_loss": float(np.mean([r["final_train_loss"] for r in runs])),
-                "preprocess_s": preprocessing["seconds"] if name == CACHED else None,
-                "preprocess_peak_rss_mib": preprocessing["peak_rss_mib"] if name == CACHED else None,
+                "preprocess_s": preprocessing["seconds"] if name in (CACHED, COMPILED) else None,
+                "preprocess_peak_rss_mib": preprocessing["peak_rss_mib"] if name in (CACHED, COMPILED) else None,
             }
         )
     base = rows[0]

@@ -12,6 +12,7 @@ from automodel.config import (
     config_from_dict,
     errors_named_by,
     plain_section,
+    refuse_moved_sections,
 )
 
 SECTIONS = {"model", "optimizer"}
@@ -21,6 +22,17 @@ def test_an_unknown_section_names_the_recipe_and_the_closest_one() -> None:
     cfg = config_from_dict({"model": {}, "optimiser": {}})
     with pytest.raises(ConfigError, match=r"`optimiser`: is not a section train_ft knows; did you mean `optimizer`\?"):
         check_sections(cfg, SECTIONS, ("model",), "train_ft", "examples/llm_finetune")
+
+
+def test_a_section_that_belongs_elsewhere_is_named_with_where_to_move_it() -> None:
+    moved = {"wandb": "logging.wandb"}
+    refuse_moved_sections(config_from_dict({"logging": {"wandb": {}}}), moved, "trackers go under `logging:`")
+    cfg = config_from_dict({"model": {}, "wandb": {"project": "p"}})
+    with pytest.raises(
+        ConfigError, match=r"`wandb`: is not a top-level section: trackers go under `logging:`"
+    ) as error:
+        refuse_moved_sections(cfg, moved, "trackers go under `logging:`")
+    assert "move this section to `logging.wandb`" in str(error.value)
 
 
 def test_a_missing_required_section_points_at_the_examples() -> None:

@@ -25,14 +25,20 @@ from automodel.config.schema import (
     signature_settings,
     text,
 )
-from automodel.config.sections import build_section, check_sections, errors_named_by, plain_section
+from automodel.config.sections import (
+    build_section,
+    check_sections,
+    errors_named_by,
+    plain_section,
+    refuse_moved_sections,
+)
 from automodel.config.targets import ALLOW_FLAG as ALLOW_TARGET_FLAG
 from automodel.config.targets import ALLOWLIST_ENV as TARGET_ALLOWLIST_ENV
 from automodel.config.targets import DEFAULT_ALLOWED_PREFIXES, import_target, target_allowances
 from automodel.config.validate import ConfigErrors, find_problems, validate
 from automodel.config.yaml_io import MAX_VALUES, dump_yaml, parse_yaml_text
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "ALLOW_TARGET_FLAG",
@@ -80,6 +86,7 @@ __all__ = [
     "plain_section",
     "redact_override_args",
     "redact_secrets",
+    "refuse_moved_sections",
     "remote_code_allowed",
     "signature_settings",
     "split_config_args",

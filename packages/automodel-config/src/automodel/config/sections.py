@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,6 +27,19 @@ def errors_named_by(cfg: ConfigNode, section: str) -> Iterator[None]:
         if getattr(exc, "user_error", False) and not isinstance(exc, ConfigError):
             raise config_error(cfg, str(exc), section) from None
         raise
+
+
+def refuse_moved_sections(cfg: ConfigNode, moved: Mapping[str, str], why: str) -> None:
+    """Raise a ConfigError at the first top-level key of ``cfg`` that ``moved`` says belongs elsewhere.
+
+    Args:
+        cfg: the whole config.
+        moved: ``{top-level key: where it belongs}``, e.g. ``{"wandb": "logging.wandb"}`` (NeMo's layout).
+        why: the rule, for the message (``experiment trackers are set under `logging:```).
+    """
+    for key, place in moved.items():
+        if key in cfg:
+            raise config_error(cfg, f"is not a top-level section: {why}", key, f"move this section to `{place}`")
 
 
 def build_section(cfg: ConfigNode, section: str, **runtime: Any) -> Any:

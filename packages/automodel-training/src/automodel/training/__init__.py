@@ -52,7 +52,7 @@ from automodel.training.step import (
     train_step,
 )
 from automodel.training.step_scheduler import StepScheduler, derive_grad_accumulation
-from automodel.training.trackers import TRACKERS, Trackers, build_trackers
+from automodel.training.trackers import MISPLACED_TRACKERS, TRACKERS, Trackers, build_trackers
 from automodel.training.validation import generation_exact_match, image_text_exact_match, validation_loss
 
 __version__ = "0.7.0"
@@ -61,6 +61,7 @@ __all__ = [
     "IGNORE_INDEX",
     "LOSS_CURVES",
     "METRIC_FILES",
+    "MISPLACED_TRACKERS",
     "TRACKERS",
     "BaseRecipe",
     "ChunkedCrossEntropy",

@@ -43,6 +43,7 @@ from automodel.config import (
     location_of,
     plain_section,
     redact_secrets,
+    refuse_moved_sections,
 )
 from automodel.data import build_dataloader, fast_forward
 from automodel.data.diffusion import LatentCacheDataset, collate_image_captions, collate_latents
@@ -78,6 +79,7 @@ from automodel.recipes.diffusion.pipeline_files import (
 from automodel.recipes.diffusion.schema import LOGGING, PARALLEL_SCHEMES, TRAIN, TRAIN_REQUIRED
 from automodel.recipes.diffusion.sections import build_pipeline, max_sequence_length
 from automodel.training import (
+    MISPLACED_TRACKERS,
     TRACKERS,
     FinetuneLoop,
     JsonlWriter,
@@ -120,19 +122,6 @@ class DiffusionTrainingState(torch.nn.Module):
         self.ema = ema
 
 
-def refuse_top_level_trackers(cfg: ConfigNode) -> None:
-    """Raise a ConfigError at a tracker section written at the top level of ``cfg`` (NeMo's ``wandb:``):
-    experiment trackers are keys of ``logging:``."""
-    for name in TRACKERS:
-        if name in cfg:
-            raise config_error(
-                cfg,
-                "is not a top-level section: experiment trackers are set under `logging:`",
-                name,
-                f"move this section to `logging.{name}`",
-            )
-
-
 class TrainRecipeForDiffusion(FinetuneLoop):
     """Train a diffusion pipeline's denoiser on one process or many; see the module docstring."""
 
@@ -144,7 +133,7 @@ class TrainRecipeForDiffusion(FinetuneLoop):
     def setup(self) -> None:
         """Build processes, data, pipeline, LoRA, EMA, objective, optimizer and checkpointer; resume if asked."""
         cfg = self.cfg
-        refuse_top_level_trackers(cfg)
+        refuse_moved_sections(cfg, MISPLACED_TRACKERS, "experiment trackers are set under `logging:`")
         check_config(cfg, TRAIN, TRAIN_REQUIRED, "train (diffusion)", "examples/diffusion")
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device

@@ -23,17 +23,16 @@ from typing import Any
 
 import torch
 
-from automodel.config import ConfigNode, build_section, check_config, config_error
+from automodel.config import ConfigNode, build_section, check_config, config_error, refuse_moved_sections
 from automodel.distributed import Parallelism, apply_fsdp2
 from automodel.models import ModelError, load_tokenizer
 from automodel.recipes.llm.schema import KD, KD_REQUIRED
 from automodel.recipes.llm.train_ft import (
     TrainFinetuneRecipeForNextTokenPrediction,
     build_model,
-    refuse_top_level_trackers,
     run_recipe,
 )
-from automodel.training import KDLoss, main_reporting_user_errors, validation_loss
+from automodel.training import MISPLACED_TRACKERS, KDLoss, main_reporting_user_errors, validation_loss
 from automodel.training.loss import MODEL_INPUTS
 
 # This route's config, as `automodel <command> <domain> --help` lists it (read through the entry point).
@@ -211,7 +210,7 @@ class KnowledgeDistillationRecipeForNextTokenPrediction(TrainFinetuneRecipeForNe
     def setup(self) -> None:
         """Build what train_ft builds, plus the teacher and the distillation loss."""
         cfg = self.cfg
-        refuse_top_level_trackers(cfg)
+        refuse_moved_sections(cfg, MISPLACED_TRACKERS, "experiment trackers are set under `logging:`")
         check_config(cfg, KD, KD_REQUIRED, "kd", "examples/llm_kd")
         kd_ratio = read_kd_ratio(cfg)
         kd_loss = build_kd_loss_fn(cfg)

@@ -31,6 +31,7 @@ from automodel.config import (
     location_of,
     plain_section,
     redact_secrets,
+    refuse_moved_sections,
 )
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data import fast_forward
@@ -57,6 +58,7 @@ from automodel.recipes.llm.adapters import (
 from automodel.recipes.llm.checkpointing import build_checkpoint_config, restore_from
 from automodel.recipes.llm.schema import LOGGING, TRAIN_FT, TRAIN_FT_REQUIRED
 from automodel.training import (
+    MISPLACED_TRACKERS,
     TRACKERS,
     BaseRecipe,
     FinetuneLoop,
@@ -225,19 +227,6 @@ def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> 
         raise config_error(cfg, f"has a key StepScheduler does not take ({exc})", "step_scheduler") from None
 
 
-def refuse_top_level_trackers(cfg: ConfigNode) -> None:
-    """Raise a ConfigError at a tracker section written at the top level of ``cfg`` (NeMo's ``wandb:``):
-    experiment trackers are keys of ``logging:``."""
-    for name in TRACKERS:
-        if name in cfg:
-            raise config_error(
-                cfg,
-                "is not a top-level section: experiment trackers are set under `logging:`",
-                name,
-                f"move this section to `logging.{name}`",
-            )
-
-
 class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
     """Fine-tune (or pre-train) a causal LM on one process or many; see the module docstring."""
 
@@ -246,7 +235,7 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
 
     def setup(self) -> None:
         """Build model, tokenizer, data, optimizer, schedules, writers and trackers from the config."""
-        refuse_top_level_trackers(self.cfg)
+        refuse_moved_sections(self.cfg, MISPLACED_TRACKERS, "experiment trackers are set under `logging:`")
         check_config(self.cfg, TRAIN_FT, TRAIN_FT_REQUIRED, "train_ft", "examples/llm_finetune")
         peft_summary = self._setup_model()
         self._setup_training(peft_summary)
@@ -511,6 +500,5 @@ __all__ = [
     "build_tokenizer",
     "compile_model",
     "main",
-    "refuse_top_level_trackers",
     "run_recipe",
 ]

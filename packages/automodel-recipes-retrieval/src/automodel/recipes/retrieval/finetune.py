@@ -39,6 +39,7 @@ from automodel.config import (
     location_of,
     plain_section,
     redact_secrets,
+    refuse_moved_sections,
 )
 from automodel.data import build_dataloader, fast_forward
 from automodel.data.retrieval import BiEncoderCollator, CrossEncoderCollator, RetrievalEvalSet
@@ -61,6 +62,7 @@ from automodel.recipes.retrieval.adapters import (
 from automodel.recipes.retrieval.evaluation import evaluate_bi_encoder, evaluate_reranker
 from automodel.recipes.retrieval.schema import FINETUNE, FINETUNE_REQUIRED, LOGGING
 from automodel.training import (
+    MISPLACED_TRACKERS,
     TRACKERS,
     FinetuneLoop,
     InfoNCELoss,
@@ -114,19 +116,6 @@ def k_values_of(cfg: ConfigNode) -> tuple[int, ...]:
     return tuple(values)
 
 
-def refuse_top_level_trackers(cfg: ConfigNode) -> None:
-    """Raise a ConfigError at a tracker section written at the top level of ``cfg`` (NeMo's ``wandb:``):
-    experiment trackers are keys of ``logging:``."""
-    for name in TRACKERS:
-        if name in cfg:
-            raise config_error(
-                cfg,
-                "is not a top-level section: experiment trackers are set under `logging:`",
-                name,
-                f"move this section to `logging.{name}`",
-            )
-
-
 class FinetuneRecipeForRetrieval(FinetuneLoop):
     """Fine-tune a bi-encoder or a cross-encoder on one process or many; see the module docstring."""
 
@@ -136,7 +125,7 @@ class FinetuneRecipeForRetrieval(FinetuneLoop):
     def setup(self) -> None:
         """Build model, tokenizer, data, loss, optimizer, schedules and writers from the config; resume if asked."""
         cfg = self.cfg
-        refuse_top_level_trackers(cfg)
+        refuse_moved_sections(cfg, MISPLACED_TRACKERS, "experiment trackers are set under `logging:`")
         check_config(cfg, FINETUNE, FINETUNE_REQUIRED, "finetune (retrieval)", "examples/retrieval")
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device

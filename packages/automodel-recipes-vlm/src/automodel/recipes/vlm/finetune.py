@@ -36,6 +36,7 @@ from automodel.config import (
     location_of,
     plain_section,
     redact_secrets,
+    refuse_moved_sections,
 )
 from automodel.data import build_dataloader, fast_forward
 from automodel.data.vlm import collate_for
@@ -54,6 +55,7 @@ from automodel.recipes.vlm.adapters import add_adapters, build_peft, save_base_m
 from automodel.recipes.vlm.freezing import FREEZE_KEYS, freeze_modules
 from automodel.recipes.vlm.schema import FINETUNE, FINETUNE_REQUIRED, LOGGING
 from automodel.training import (
+    MISPLACED_TRACKERS,
     TRACKERS,
     FinetuneLoop,
     JsonlWriter,
@@ -113,19 +115,6 @@ def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int) -> Step
             raise config_error(cfg, f"has a key StepScheduler does not take ({exc})", "step_scheduler") from None
 
 
-def refuse_top_level_trackers(cfg: ConfigNode) -> None:
-    """Raise a ConfigError at a tracker section written at the top level of ``cfg`` (NeMo's ``wandb:``):
-    experiment trackers are keys of ``logging:``."""
-    for name in TRACKERS:
-        if name in cfg:
-            raise config_error(
-                cfg,
-                "is not a top-level section: experiment trackers are set under `logging:`",
-                name,
-                f"move this section to `logging.{name}`",
-            )
-
-
 class FinetuneRecipeForVLM(FinetuneLoop):
     """Fine-tune an image-text-to-text model on one process or many; see the module docstring."""
 
@@ -135,7 +124,7 @@ class FinetuneRecipeForVLM(FinetuneLoop):
     def setup(self) -> None:
         """Build model, processor, data, optimizer, schedules and writers from the config; resume if asked."""
         cfg = self.cfg
-        refuse_top_level_trackers(cfg)
+        refuse_moved_sections(cfg, MISPLACED_TRACKERS, "experiment trackers are set under `logging:`")
         check_config(cfg, FINETUNE, FINETUNE_REQUIRED, "finetune (vlm)", "examples/vlm_finetune")
         self.parallel = self._build_parallelism()
         self.device = self.parallel.device

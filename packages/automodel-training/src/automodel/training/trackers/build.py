@@ -24,6 +24,9 @@ TRACKERS: dict[str, type[TrackerSettings]] = {
 }
 """Each tracker's key under ``logging:`` and its settings class (whose fields are the section's keys)."""
 
+MISPLACED_TRACKERS = {name: f"logging.{name}" for name in TRACKERS}
+"""Where a tracker section written at the top level of a config (NeMo's ``wandb:``) belongs."""
+
 
 class Trackers:
     """The started trackers of a run; with none (another rank, or none configured) every call does nothing.
