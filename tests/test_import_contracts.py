@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,15 +24,17 @@ def _lint(root: Path) -> subprocess.CompletedProcess:
     return subprocess.run([LINT_IMPORTS, str(config)], capture_output=True, text=True, env=env, cwd=root)
 
 
-def _package(root: Path, folder: str, module: str, body: str = "") -> None:
-    """Write a minimal workspace member ``folder`` (packages/x or apps/x) providing ``module``."""
+def _package(root: Path, folder: str, module: str, body: str = "", dependencies: tuple[str, ...] = ()) -> None:
+    """Write a minimal workspace member ``folder`` (packages/x or apps/x) providing ``module``, declaring
+    ``dependencies``."""
     path = root / folder
     src = path / "src" / Path(*module.split("."))
     src.mkdir(parents=True)
     (src / "__init__.py").write_text(textwrap.dedent(body))
     name = folder.split("/")[-1]
     (path / "pyproject.toml").write_text(
-        f'[project]\nname = "{name}"\nversion = "0.1.0"\n[tool.uv.build-backend]\nmodule-name = "{module}"\n'
+        f'[project]\nname = "{name}"\nversion = "0.1.0"\ndependencies = {json.dumps(list(dependencies))}\n'
+        f'[tool.uv.build-backend]\nmodule-name = "{module}"\n'
     )
 
 
@@ -42,7 +45,7 @@ def tree(tmp_path: Path) -> Path:
     _package(tmp_path, "packages/automodel-config", "automodel.config")
     _package(tmp_path, "packages/automodel-recipes-one", "automodel.recipes.one", "import automodel.alpha\n")
     _package(tmp_path, "packages/automodel-recipes-two", "automodel.recipes.two")
-    _package(tmp_path, "apps/cli", "automodel.cli", "import automodel.config\n")
+    _package(tmp_path, "apps/cli", "automodel.cli", "import automodel.config\n", ("automodel-config",))
     return tmp_path
 
 
@@ -69,7 +72,7 @@ def test_a_tree_that_follows_the_rules_keeps_every_contract(tree):
         (
             "automodel/cli",
             "import automodel.alpha\n",
-            "Apps import only automodel.config (recipes via entry points) BROKEN",
+            "cli imports only the components it declares BROKEN",
         ),
     ],
 )

@@ -146,8 +146,7 @@ def contracts_ini(packages: list[Package]) -> str:
                 _section(
                     f"apps-lazy-{app.name}",
                     [
-                        f"name = {app.name} imports only the components it declares ({', '.join(declared)}); "
-                        "recipes and tools via entry points",
+                        f"name = {app.name} imports only the components it declares",
                         "type = forbidden",
                         *_modules("source_modules", [app.module]),
                         *_modules("forbidden_modules", forbidden),
