@@ -100,14 +100,44 @@ def build(session: nox.Session) -> None:
         _run_the_default_job_from_wheels(session, Path(tmp), wheels)
 
 
-def _run_the_default_job_from_wheels(session: nox.Session, tmp: Path, wheels: dict[str, Path]) -> None:
+@nox.session
+def cpu_install(session: nox.Session) -> None:
+    """The README's CPU-only install: automodel-cli and automodel-recipes-llm with the CPU build of torch
+    (uv's ``--torch-backend cpu``), checked to hold no CUDA build and no nvidia-* wheel, then the default job.
+
+    Not in the default sessions: it needs download.pytorch.org, which CI machines here cannot reach.
+    ``AUTOMODEL_CPU_TORCH`` replaces ``--torch-backend cpu`` with other uv arguments that select a CPU
+    torch (a mirror: ``--index-url URL``, or ``--find-links DIR torch==2.13.0+cpu``).
+    """
+    torch_source = tuple(os.environ.get("AUTOMODEL_CPU_TORCH", "--torch-backend cpu").split())
+    with tempfile.TemporaryDirectory() as tmp:
+        dist = Path(tmp, "dist")
+        session.run("uv", "build", "--all-packages", "--wheel", "--out-dir", str(dist), silent=True, external=True)
+        wheels = {p.name: next(dist.glob(p.name.replace("-", "_") + "-*.whl")) for p in PACKAGES}
+        venv = _run_the_default_job_from_wheels(session, Path(tmp), wheels, torch_source)
+        python = str(venv / "bin" / "python")
+        session.run(python, "-c", "import torch; assert torch.version.cuda is None, torch.__version__", external=True)
+        installed = session.run("uv", "pip", "list", "--python", python, silent=True, external=True)
+        cuda_wheels = [line.split()[0] for line in installed.splitlines() if line.startswith("nvidia-")]
+        if cuda_wheels:
+            session.error(f"the CPU install pulled CUDA wheels: {', '.join(cuda_wheels)}")
+        session.log("CPU-only install: torch without CUDA, no nvidia-* wheel, and the default job trained")
+
+
+def _run_the_default_job_from_wheels(
+    session: nox.Session, tmp: Path, wheels: dict[str, Path], install_args: tuple[str, ...] = ()
+) -> Path:
     """A user's install: only automodel-cli and automodel-recipes-llm (with what they declare) from the
-    wheels, no clone; `automodel example copy` brings the default job's config and data, which trains."""
+    wheels, no clone; `automodel example copy` brings the default job's config and data, which trains.
+
+    Takes extra ``uv pip install`` arguments (how torch is chosen); returns the venv it made.
+    """
     venv, work = tmp / "venv-user", tmp / "user"
     session.run("uv", "venv", "--quiet", str(venv), external=True)
     chosen = [m for m in PACKAGES if m.name in ("automodel-cli", "automodel-recipes-llm")]
     needed = {str(wheels[p.name]) for member in chosen for p in workspace.workspace_dependencies(member, PACKAGES)}
-    session.run("uv", "pip", "install", "--quiet", "--python", str(venv), *sorted(needed), external=True)
+    command = ["uv", "pip", "install", "--quiet", "--python", str(venv), *install_args, *sorted(needed)]
+    session.run(*command, external=True)
     automodel = str(venv / "bin" / "automodel")
     session.run(automodel, "example", "copy", "tiny_sft", str(work), external=True)
     with session.chdir(work):
@@ -116,3 +146,4 @@ def _run_the_default_job_from_wheels(session: nox.Session, tmp: Path, wheels: di
     if not (work / "run" / "step_000400" / "model" / "model.safetensors").is_file():
         session.error("the default job run from the installed wheels saved no model")
     session.log("automodel-cli + automodel-recipes-llm from wheels: the copied default job trained and saved")
+    return venv
