@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import subprocess
 import sys
 from importlib.metadata import version
@@ -31,13 +33,45 @@ def test_version_names_every_workspace_package_and_its_version():
         assert f"{package.name} {version(package.name)}" in lines
 
 
+def config_rows(help_text: str) -> dict[str, str]:
+    """``{key: what it holds}`` from a route's help: each key at column 2, its text after it or on the lines below."""
+    rows: dict[str, str] = {}
+    key = ""
+    for line in help_text[help_text.index("Config of") :].splitlines()[1:]:
+        if line.startswith("  ") and not line.startswith("   "):
+            key, _, line = line.strip().partition(" ")
+        rows[key] = " ".join([rows.get(key, ""), *line.split()]).strip()
+    return rows
+
+
 def test_a_recipe_route_help_lists_its_config_and_plot_is_offered():
     result = subprocess.run([AUTOMODEL, "finetune", "llm", "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    rows = {" ".join(line.split()) for line in result.stdout.splitlines()}
-    assert {"model required; a _target_ section", "dataloader.num_workers int >= 0; data-loading processes"} <= rows
+    rows = config_rows(result.stdout)
+    assert rows["model"] == "required; a _target_ section"
+    assert rows["dataloader.num_workers"] == "int >= 0; data-loading processes; default 0"
     listed = subprocess.run([AUTOMODEL, "--help"], capture_output=True, text=True).stdout
     assert "plot" in [line.split()[0] for line in listed.splitlines() if line.startswith("  ")]
+
+
+def test_a_recipe_route_help_shows_the_defaults_of_the_components_its_sections_go_to():
+    from automodel.checkpoint import CheckpointSettings
+    from automodel.training import StepScheduler
+
+    result = subprocess.run([AUTOMODEL, "finetune", "llm", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = config_rows(result.stdout)
+    for section, component in (("step_scheduler", StepScheduler), ("checkpoint", CheckpointSettings)):
+        for key, parameter in inspect.signature(component).parameters.items():
+            if key in ("dataloader", "dp_size"):  # the recipe passes these itself
+                continue
+            said = rows[f"{section}.{key}"]
+            if parameter.default is parameter.empty:
+                assert "default" not in said, (key, said)
+            else:
+                default = parameter.default
+                shown = default if isinstance(default, str) else json.dumps(default)  # 5GB, null, true, 1
+                assert said.endswith(f"; default {shown}"), (key, said)
 
 
 def test_every_recipe_route_declares_the_schema_its_help_lists():

@@ -1,4 +1,4 @@
-"""What the command offers: a route's config in its help, installed domains only, `--version`, shell completion."""
+"""What the command offers: a route's config (defaults too) in help, installed domains only, `--version`, completion."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from cli_helpers import assert_one_paragraph_error
 
 from automodel.cli.app import main
 from automodel.cli.routes import installed_routes, route_commands
+from automodel.cli.schema_help import setting_text
 from automodel.cli.tools import PROVIDERS, find_tool
+from automodel.config import anything, boolean, integer, number, text
 
 
 def domains(command: str) -> list[str]:
@@ -44,9 +46,26 @@ def test_a_route_help_lists_the_sections_and_keys_of_its_schema(cli):
         "model a _target_ section",
         "output required; a section of the output.* keys below",
         "output.dir str (not null); where rank<R>.json is written",
-        "exit_code int >= 0; the exit status to return",
+        "exit_code int >= 0; the exit status to return; default 0",
     ]
     assert "--nproc-per-node" in result.stdout and "Usage: automodel finetune toy [OPTIONS]" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        (boolean(default=True), "bool; default true"),
+        (integer(1, default=None), "int >= 1; default null"),
+        (number(0, "the weight", default=0.5), "number >= 0; the weight; default 0.5"),
+        (text(default="5GB", nullable=False), "str (not null); default 5GB"),
+        (text(default="true"), 'str; default "true"'),
+        (text(default=""), 'str; default ""'),
+        (anything(default=(1, 10, 100)), "any value; default [1, 10, 100]"),
+        (integer(0), "int >= 0"),
+    ],
+)
+def test_a_key_with_a_known_default_says_it_as_yaml_would_read_it_back(setting, said):
+    assert setting_text(setting) == said
 
 
 def test_a_route_whose_module_cannot_be_imported_still_has_help_saying_so(cli):

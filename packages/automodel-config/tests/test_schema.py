@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from automodel.config import (
     BUILT,
+    NO_DEFAULT,
     OWNED,
     ConfigError,
     boolean,
@@ -27,6 +28,11 @@ class Settings:
     keep_last_n: int | None = None
     async_save: bool = False
     max_shard_size: str | int = "5GB"
+
+
+@dataclass
+class Tracker:
+    tags: list[str] = field(default_factory=list)
 
 
 def scheduler(dataloader, global_batch_size: int, local_batch_size: int, max_steps: int | None = None) -> None:
@@ -115,3 +121,21 @@ def test_signature_settings_read_kinds_from_annotations() -> None:
     assert settings["dir"].kinds == ("str",) and not settings["dir"].nullable
     assert settings["keep_last_n"].kinds == ("int",) and settings["keep_last_n"].nullable
     assert settings["max_shard_size"].kinds == ("str", "int")
+
+
+def test_signature_settings_take_each_keywords_default() -> None:
+    settings = signature_settings(scheduler, skip=("dataloader",), minimums={"max_steps": 1})
+    assert settings["global_batch_size"].default is NO_DEFAULT  # a required keyword has none
+    assert settings["max_steps"].default is None and settings["max_steps"].minimum == 1
+    checkpoint = signature_settings(Settings)
+    assert (checkpoint["async_save"].default, checkpoint["max_shard_size"].default) == (False, "5GB")
+
+
+def test_an_override_without_a_default_keeps_the_keywords_and_one_with_its_own_keeps_that() -> None:
+    settings = signature_settings(Settings, keep_last_n=integer(1, "steps kept"), async_save=boolean(default=True))
+    assert settings["keep_last_n"] == integer(1, "steps kept", default=None)
+    assert settings["async_save"].default is True
+
+
+def test_a_default_factory_is_not_a_known_default() -> None:
+    assert signature_settings(Tracker)["tags"].default is NO_DEFAULT

@@ -8,17 +8,41 @@ module is imported only when a route's help is asked for, never for ``automodel 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from automodel.cli.routes import Route
-from automodel.config import BUILT, OWNED, Setting
+from automodel.config import BUILT, NO_DEFAULT, OWNED, ConfigError, Setting, parse_yaml_text
 
 KIND_WORDS = {"int": "int", "float": "number", "bool": "bool", "str": "str", "list": "list", "mapping": "mapping"}
 
 
+def yaml_text(value: Any) -> str:
+    """Return ``value`` as a config writes it on one line: ``null``, ``true``, ``0.5``, ``5GB``, ``[1, 10, 100]``.
+
+    A string is quoted only where YAML would read it as something else (``"true"``, ``"1"``, ``""``).
+    """
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(yaml_text, value)) + "]"
+    if isinstance(value, str) and _reads_back(value):
+        return value
+    return json.dumps(value, default=str)
+
+
+def _reads_back(value: str) -> bool:
+    """Whether ``value`` written unquoted reads back as the same string."""
+    try:
+        return bool(value) and parse_yaml_text(value)[0] == value
+    except ConfigError:
+        return False
+
+
 def setting_text(setting: Setting) -> str:
-    """Return what a plain key holds in a few words: ``int >= 0``, ``one of: mean, sample``, ``bool``, ..."""
+    """Return what a plain key holds in a few words, and its default when known.
+
+    ``int >= 0``, ``one of: mean, sample``, ``bool; default true``, ``int >= 0; data-loading processes; default 0``.
+    """
     if setting.choices:
         words = "one of: " + ", ".join(map(str, setting.choices))
     elif set(setting.kinds) >= set(KIND_WORDS):
@@ -29,7 +53,11 @@ def setting_text(setting: Setting) -> str:
             words += f" >= {setting.minimum:g}"
     if not setting.nullable:
         words += " (not null)"
-    return f"{words}; {setting.describe}" if setting.describe else words
+    if setting.describe:
+        words += f"; {setting.describe}"
+    if setting.default is not NO_DEFAULT:
+        words += f"; default {yaml_text(setting.default)}"
+    return words
 
 
 def schema_rows(schema: Mapping[str, Any], required: Collection[str] = (), prefix: str = "") -> list[tuple[str, str]]:

@@ -15,6 +15,7 @@ from automodel.config.remote_code import TRUST_FLAG as TRUST_REMOTE_CODE_FLAG
 from automodel.config.remote_code import remote_code_allowed, trusts_remote_code
 from automodel.config.schema import (
     BUILT,
+    NO_DEFAULT,
     OWNED,
     Setting,
     anything,
@@ -38,7 +39,7 @@ from automodel.config.targets import DEFAULT_ALLOWED_PREFIXES, import_target, ta
 from automodel.config.validate import ConfigErrors, find_problems, validate
 from automodel.config.yaml_io import MAX_VALUES, dump_yaml, parse_yaml_text
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "ALLOW_TARGET_FLAG",
@@ -47,6 +48,7 @@ __all__ = [
     "DENIED_CALLABLES",
     "DENIED_MODULES",
     "MAX_VALUES",
+    "NO_DEFAULT",
     "OWNED",
     "REDACTED",
     "TARGET_ALLOWLIST_ENV",

@@ -16,13 +16,14 @@ file and line and the closest known key.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import math
 import os
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -32,6 +33,16 @@ from automodel.config.sections import check_sections
 
 BUILT = "a `_target_` section"
 OWNED = "a section its component checks"
+
+
+class _NoDefault(enum.Enum):
+    """The type of ``NO_DEFAULT``: one member, so it survives copies and pickling as itself."""
+
+    NO_DEFAULT = "no default"
+
+
+NO_DEFAULT = _NoDefault.NO_DEFAULT
+"""A ``Setting``'s ``default`` when the value used without the key is not known (``None`` is a default: null)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class Setting:
         choices: the accepted values, when only a few are.
         nullable: whether ``null`` is accepted (meaning "the default").
         describe: what the value is, for messages (``"the number of data-loading processes"``).
+        default: the value used when the key is absent, for help; ``NO_DEFAULT`` when not known.
     """
 
     kinds: tuple[str, ...]
@@ -52,31 +64,40 @@ class Setting:
     choices: tuple[Any, ...] | None = None
     nullable: bool = True
     describe: str = ""
+    default: Any = NO_DEFAULT
 
 
-def integer(minimum: int | None = None, describe: str = "", nullable: bool = True) -> Setting:
-    """A whole number of at least ``minimum``."""
-    return Setting(("int",), minimum=minimum, nullable=nullable, describe=describe)
+def integer(
+    minimum: int | None = None, describe: str = "", nullable: bool = True, default: Any = NO_DEFAULT
+) -> Setting:
+    """A whole number of at least ``minimum``, used as ``default`` when absent."""
+    return Setting(("int",), minimum=minimum, nullable=nullable, describe=describe, default=default)
 
 
-def number(minimum: float | None = None, describe: str = "", nullable: bool = True) -> Setting:
-    """A finite number (whole or not) of at least ``minimum``."""
-    return Setting(("float",), minimum=minimum, nullable=nullable, describe=describe)
+def number(
+    minimum: float | None = None, describe: str = "", nullable: bool = True, default: Any = NO_DEFAULT
+) -> Setting:
+    """A finite number (whole or not) of at least ``minimum``, used as ``default`` when absent."""
+    return Setting(("float",), minimum=minimum, nullable=nullable, describe=describe, default=default)
 
 
-def boolean(describe: str = "") -> Setting:
-    """``true`` or ``false``."""
-    return Setting(("bool",), describe=describe)
+def boolean(describe: str = "", default: Any = NO_DEFAULT) -> Setting:
+    """``true`` or ``false``, used as ``default`` when absent."""
+    return Setting(("bool",), describe=describe, default=default)
 
 
-def text(choices: Collection[str] | None = None, describe: str = "", nullable: bool = True) -> Setting:
-    """A string, one of ``choices`` when given."""
-    return Setting(("str",), choices=tuple(choices) if choices else None, nullable=nullable, describe=describe)
+def text(
+    choices: Collection[str] | None = None, describe: str = "", nullable: bool = True, default: Any = NO_DEFAULT
+) -> Setting:
+    """A string, one of ``choices`` when given, used as ``default`` when absent."""
+    return Setting(
+        ("str",), choices=tuple(choices) if choices else None, nullable=nullable, describe=describe, default=default
+    )
 
 
-def anything(describe: str = "") -> Setting:
-    """Any value: checked where it is used."""
-    return Setting(("int", "float", "bool", "str", "list", "mapping"), describe=describe)
+def anything(describe: str = "", default: Any = NO_DEFAULT) -> Setting:
+    """Any value, checked where it is used; ``default`` when absent."""
+    return Setting(("int", "float", "bool", "str", "list", "mapping"), describe=describe, default=default)
 
 
 SectionSpec = str | Setting | Mapping[str, Any]
@@ -113,26 +134,37 @@ def signature_settings(
     """Return ``{keyword: Setting}`` for the keyword arguments of ``fn`` (a function, class or dataclass).
 
     The kinds come from the type annotations (``int | None`` is a nullable whole number, ``str |
-    int`` either, ``Path`` a string); an unannotated or ``Any`` keyword accepts anything. A
-    component keeps its own range checks (a batch size of 0 is its error); the schema catches
-    misspelt keys and values of the wrong kind before anything is built.
+    int`` either, ``Path`` a string); an unannotated or ``Any`` keyword accepts anything. Each
+    ``default`` is the keyword's default (none for a required keyword or a dataclass field's
+    ``default_factory``). A component keeps its own range checks (a batch size of 0 is its error);
+    the schema catches misspelt keys and values of the wrong kind before anything is built.
 
     Args:
         fn: what the section's keys are passed to (``StepScheduler``, ``CheckpointSettings``).
         skip: keywords the recipe passes itself (``dataloader``, ``dp_size``).
         minimums: the least value of numeric keywords, as the component declares them
             (``StepScheduler.MINIMUMS``), so a config breaking them stops before anything is built.
-        **overrides: a stricter ``Setting`` for some keywords (``seed=integer(0)``).
+        **overrides: a stricter ``Setting`` for some keywords (``seed=integer(0)``); one without a
+            default of its own takes the keyword's.
+
+    Returns:
+        ``{keyword: Setting}`` in the signature's order.
     """
     hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    factories = {f.name for f in fields(fn) if f.default_factory is not MISSING} if is_dataclass(fn) else set()
     settings: dict[str, Setting] = {}
     for name, parameter in inspect.signature(fn).parameters.items():
         if name in skip or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
+        default = NO_DEFAULT if parameter.default is parameter.empty or name in factories else parameter.default
+        override = overrides.get(name)
+        if override is not None:
+            settings[name] = override if override.default is not NO_DEFAULT else replace(override, default=default)
+            continue
         kinds, nullable = _kinds_of_annotation(hints.get(name, Any))
         least = (minimums or {}).get(name)
-        settings[name] = overrides.get(name) or (
-            Setting(kinds, minimum=least, nullable=nullable) if kinds else anything()
+        settings[name] = (
+            Setting(kinds, minimum=least, nullable=nullable, default=default) if kinds else anything(default=default)
         )
     return settings
 

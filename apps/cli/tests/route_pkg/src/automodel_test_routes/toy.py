@@ -16,7 +16,7 @@ SCHEMA = {
     "value": anything("echoed by behaviour: echo"),
     "model": BUILT,
     "output": {"dir": text(describe="where rank<R>.json is written", nullable=False)},
-    "exit_code": integer(0, "the exit status to return"),
+    "exit_code": integer(0, "the exit status to return", default=0),
 }
 REQUIRED = ("output",)
 

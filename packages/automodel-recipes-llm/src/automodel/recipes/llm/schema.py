@@ -23,35 +23,38 @@ LOGGING = {
 
 STEP_SCHEDULER = signature_settings(StepScheduler, skip=("dataloader", "dp_size"), minimums=StepScheduler.MINIMUMS)
 GENERATION = {
-    "enabled": boolean(),
-    "max_new_tokens": integer(1),
-    "num_samples": integer(1),
-    "batch_size": integer(1),
+    "enabled": boolean(default=True),
+    "max_new_tokens": integer(1, default=32),
+    "num_samples": integer(1, default=100),
+    "batch_size": integer(1, default=32),
 }
 
 TRAIN_FT = {
     "recipe": text(),
     "slurm": OWNED,
     "k8s": OWNED,
-    "seed": integer(0, "the random seed"),
+    "seed": integer(0, "the random seed", default=42),
     "model": BUILT,
     "tokenizer": BUILT,
     "dataset": BUILT,
     "validation_dataset": BUILT,
     "dataloader": {
-        "shuffle": boolean(),
-        "num_workers": integer(0, "data-loading processes"),
-        "pad_to_multiple_of": integer(1),
+        "shuffle": boolean(default=True),
+        "num_workers": integer(0, "data-loading processes", default=0),
+        "pad_to_multiple_of": integer(1, default=None),
     },
-    "packed_sequence": {"enabled": boolean(), "packed_sequence_size": integer(1, "tokens per packed sample")},
+    "packed_sequence": {
+        "enabled": boolean(default=False),
+        "packed_sequence_size": integer(1, "tokens per packed sample", default=2048),
+    },
     "compile": OWNED,
     "loss_fn": BUILT,
     "optimizer": BUILT,
     "lr_scheduler": BUILT,
     "step_scheduler": STEP_SCHEDULER,
-    "clip_grad_norm": {"max_norm": number(0)},
+    "clip_grad_norm": {"max_norm": number(0, default=None)},
     "checkpoint": signature_settings(CheckpointSettings),
-    "restore_from": {"path": text(describe="latest, a step folder, or null")},
+    "restore_from": {"path": text(describe="latest, a step folder, or null", default=None)},
     "peft": BUILT,
     "quantization": BUILT,
     "validation": {"batch_size": integer(1), "generation": GENERATION},
@@ -63,7 +66,7 @@ TRAIN_FT_REQUIRED = ("model", "dataset", "optimizer", "step_scheduler")
 KD = {
     **TRAIN_FT,
     "teacher_model": BUILT,
-    "kd_ratio": number(0, "the weight of the KD term, 0 to 1"),
+    "kd_ratio": number(0, "the weight of the KD term, 0 to 1", default=0.5),
     "kd_loss_fn": BUILT,
 }
 KD_REQUIRED = (*TRAIN_FT_REQUIRED, "teacher_model")
@@ -80,8 +83,8 @@ BENCHMARK_REQUIRED = ("model", "optimizer", "step_scheduler")
 GENERATE = {
     **KD,
     "prompt": anything("a prompt or a list of prompts"),
-    "prompt_format": text(("auto", "raw", "instruction", "chat")),
-    "max_new_tokens": integer(1),
-    "step": anything("latest, a step number or a step folder"),
+    "prompt_format": text(("auto", "raw", "instruction", "chat"), default="auto"),
+    "max_new_tokens": integer(1, default=32),
+    "step": anything("latest, a step number or a step folder", default="latest"),
 }
 GENERATE_REQUIRED = ("prompt",)

@@ -1,3 +1,3 @@
 """automodel.recipes.vlm: fine-tuning recipes for vision-language models (route ``finetune.vlm``)."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
