@@ -147,3 +147,11 @@ def _run_the_default_job_from_wheels(
         session.error("the default job run from the installed wheels saved no model")
     session.log("automodel-cli + automodel-recipes-llm from wheels: the copied default job trained and saved")
     return venv
+
+
+@nox.session
+def release(session: nox.Session) -> None:
+    """Release one package: `nox -s release -- <package> [--dry-run] [--index-url URL]` runs tools/release.py
+    (checks, sdist and wheel, metadata, upload with `uv publish`, tag `<package>-v<version>`)."""
+    _sync(session, "--only-group", "dev")
+    session.run("python", str(ROOT / "tools" / "release.py"), *session.posargs)
