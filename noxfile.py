@@ -155,3 +155,48 @@ def release(session: nox.Session) -> None:
     (checks, sdist and wheel, metadata, upload with `uv publish`, tag `<package>-v<version>`)."""
     _sync(session, "--only-group", "dev")
     session.run("python", str(ROOT / "tools" / "release.py"), *session.posargs)
+
+
+import bounds  # noqa: E402 - tools/ is on sys.path from the top of this file
+
+
+@nox.session
+@nox.parametrize("package", [p.name for p in PACKAGES], ids=[p.name for p in PACKAGES])
+def lowest(session: nox.Session, package: str) -> None:
+    """Run one package's tests against the lowest versions of the automodel packages it requires.
+
+    Each required package is built from the first commit of the version its lower bound names (where a
+    release of that version may have been made; tools/bounds.py finds it), the package itself from the
+    working tree; third-party packages and the `test` group come at the versions uv.lock pins. Not in the
+    default sessions: it builds and installs a venv per package.
+    """
+    member = next(p for p in PACKAGES if p.name == package)
+    with tempfile.TemporaryDirectory() as tmp, bounds.Git(ROOT) as git:
+        dist, locked = Path(tmp, "dist"), Path(tmp, "locked.txt")
+        for name, snapshot in bounds.lowest_allowed(member, ROOT, git).items():
+            _build_snapshot(session, name, snapshot, Path(tmp))
+            session.log(f"{package} requires {name} from {snapshot}")
+        session.run("uv", "build", "--wheel", "--package", package, "--out-dir", str(dist), silent=True, external=True)
+        export = ["uv", "export", "--frozen", "--no-hashes", "--no-emit-workspace", "--no-default-groups"]
+        session.run(*export, "--package", package, "--group", "test", "-o", str(locked), silent=True, external=True)
+        wheels = sorted(str(w) for w in dist.glob("*.whl"))
+        reinstall = [arg for w in dist.glob("*.whl") for arg in ("--reinstall-package", w.name.split("-")[0])]
+        session.install(*reinstall, "-r", str(locked), *wheels, silent=True)
+        session.run("pytest", str(member.path / "tests"), *session.posargs, env=TEST_ENV)
+
+
+def _build_snapshot(session: nox.Session, name: str, snapshot: bounds.Snapshot, tmp: Path) -> None:
+    """Build the wheel of workspace package ``name`` as it was at ``snapshot`` (a commit, or the working tree)
+    into ``tmp/dist``; the commit's whole tree comes out of ``git archive`` into ``tmp`` (automodel-examples
+    takes its files from the repository's examples/)."""
+    dist = str(tmp / "dist")
+    if snapshot.commit is None:
+        session.run("uv", "build", "--wheel", "--package", name, "--out-dir", dist, silent=True, external=True)
+        return
+    folder = next(p for p in PACKAGES if p.name == name).path.relative_to(ROOT).as_posix()
+    archive, source = tmp / f"{snapshot.commit}.tar", tmp / snapshot.commit
+    if not source.is_dir():  # two packages may come from the same commit
+        session.run("git", "archive", "-o", str(archive), snapshot.commit, silent=True, external=True)
+        source.mkdir()
+        session.run("tar", "-xf", str(archive), "-C", str(source), silent=True, external=True)
+    session.run("uv", "build", "--wheel", str(source / folder), "--out-dir", dist, silent=True, external=True)

@@ -9,7 +9,9 @@ are the median of 3 runs:
 - load: those files into a model, then one read of every weight (memory-mapped weights are
   paged in, as a first forward would). ``s`` leaves out building the model for ours and torch
   (they fill a model built beforehand; ``from_pretrained`` builds its own), ``total s`` goes
-  from nothing to a model holding the weights for all three;
+  from nothing to a model holding the weights for all; ``defer_weights`` + ``materialize_model``
+  builds on the meta device and reads the files into it (the LLM recipe's path under FSDP2,
+  here on one process);
 - stall: how long ``Checkpointer.save`` (HF weights + DCP model/AdamW state + RNG) blocks the
   training loop, synchronous vs ``async_save=True`` (the median of the 3 saves after the
   process's first; the CSV has the first too), and ``total s`` until its files are complete;
@@ -25,6 +27,7 @@ Prints one table and writes bench/results/checkpoint.csv.
 
     python bench/checkpoint.py                 # 300M parameters: a few minutes on 2 CPU cores
     python bench/checkpoint.py --params 50M    # a quick run
+    python bench/checkpoint.py --only save-load   # saves and loads only
 
 Memory is the peak resident memory above what the process held before the measured call
 (VmHWM, reset through /proc/self/clear_refs), in GiB; ``total GiB`` of a load starts before
@@ -58,6 +61,7 @@ LOADS = {
     "load_ours": "automodel load_hf_weights_into",
     "load_hf": "from_pretrained",
     "load_torch": "torch.load + load_state_dict",
+    "load_meta": "automodel defer_weights + materialize_model",
 }
 STALLS = {"stall_sync": "Checkpointer.save", "stall_async": "Checkpointer.save async"}
 DURABILITY = {
@@ -185,6 +189,14 @@ def _load_once(name: str, config: dict[str, Any], work_dir: Path) -> tuple[float
     if name == "load_hf":
         loading = begin
         model = AutoModelForCausalLM.from_pretrained(work_dir / "hf")
+    elif name == "load_meta":
+        from automodel.models import AutoModelForCausalLM as AutomodelCausalLM
+        from automodel.models import defer_weights, materialize_model
+
+        loading = begin
+        with defer_weights():
+            model = AutomodelCausalLM.from_pretrained(work_dir / "hf", torch_dtype="float32")
+        materialize_model(model, "cpu")
     else:
         model = build(config)
         build_peak = rss_gib("VmHWM")
@@ -321,13 +333,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=parse_params, default=300 * 10**6, help="model size, e.g. 300M or 50M")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--only", choices=["all", "save-load"], default="all", help="save-load: skip stall, durability")
     args = parser.parse_args()
     config = llama_config(args.params)
     work = Path(tempfile.mkdtemp(prefix="bench-checkpoint-", dir=args.work))
     spawn = multiprocessing.get_context("spawn")
     results = {}
     try:
-        for name in [*SAVES, *LOADS, *STALLS, "durability"]:
+        names = [*SAVES, *LOADS] + ([*STALLS, "durability"] if args.only == "all" else [])
+        for name in names:
             with spawn.Pool(1) as pool:  # a fresh process: no allocator state carried between measurements
                 results[name] = pool.apply(measure, (name, config, str(work)))
             print(f"{name}: {results[name]}", flush=True)
@@ -335,9 +349,10 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     rows = [_row("save", tool, results[n], results["save_ours"]) for n, tool in SAVES.items()]
     rows += [_row("load", tool, results[n], results["load_ours"]) for n, tool in LOADS.items()]
-    rows += [_row("stall", tool, results[n], results["stall_async"]) for n, tool in STALLS.items()]
-    durability = results["durability"]
-    rows += [_row("durability", tool, durability[n], durability["neither"]) for n, tool in DURABILITY.items()]
+    if args.only == "all":
+        rows += [_row("stall", tool, results[n], results["stall_async"]) for n, tool in STALLS.items()]
+        durability = results["durability"]
+        rows += [_row("durability", tool, durability[n], durability["neither"]) for n, tool in DURABILITY.items()]
     params = parameter_count(config)
     for row in rows:
         row.update(params=params, torch=version("torch"), transformers=version("transformers"))

@@ -37,7 +37,7 @@ from automodel.distributed.mesh import (
 from automodel.distributed.parallelize import Parallelism, parallelize_model, setup_parallelism
 from automodel.distributed.tp import apply_tensor_parallel, gathered_logits, sharded_logits_loss
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 __all__ = [
     "CompileConfig",

@@ -19,6 +19,7 @@ from automodel.models.auto_model import AutoModelForCausalLM, AutoModelForImageT
 from automodel.models.bi_encoder import AutoModelBiEncoder, BiEncoder
 from automodel.models.chat_template import CHATML_TEMPLATE, CHATML_VLM_TEMPLATE, IMAGE_TOKEN
 from automodel.models.cross_encoder import AutoModelCrossEncoder, cross_encoder_scores, write_cross_encoder_files
+from automodel.models.deferred_init import LOAD_STRATEGIES, defer_weights, pending_weights
 from automodel.models.diffusion_encoding import (
     DenoiserForTraining,
     encode_image_posteriors,
@@ -38,6 +39,7 @@ from automodel.models.dtypes import resolve_torch_dtype
 from automodel.models.errors import ModelError
 from automodel.models.flops import training_flops_per_token
 from automodel.models.liger import apply_liger_kernel
+from automodel.models.materialize import LoadReport, materialize_model
 from automodel.models.model_config import build_model_config
 from automodel.models.pooling import POOLING_MODES
 from automodel.models.processor_loading import check_processor_matches, load_processor
@@ -52,12 +54,13 @@ from automodel.models.tiny_vlm import build_tiny_vlm
 from automodel.models.tokenizer_loading import load_tokenizer
 from automodel.models.tokenizer_training import build_tokenizer
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 __all__ = [
     "CHATML_TEMPLATE",
     "CHATML_VLM_TEMPLATE",
     "IMAGE_TOKEN",
+    "LOAD_STRATEGIES",
     "MODEL_INDEX",
     "POOLING_MODES",
     "AutoDiffusionPipeline",
@@ -68,6 +71,7 @@ __all__ = [
     "BiEncoder",
     "DenoiserForTraining",
     "DiffusionPipelineForTraining",
+    "LoadReport",
     "ModelError",
     "apply_liger_kernel",
     "build_model_config",
@@ -76,11 +80,14 @@ __all__ = [
     "build_tokenizer",
     "check_processor_matches",
     "cross_encoder_scores",
+    "defer_weights",
     "encode_image_posteriors",
     "encode_images",
     "encode_prompts",
     "load_processor",
     "load_tokenizer",
+    "materialize_model",
+    "pending_weights",
     "pipeline_kind",
     "read_model_index",
     "resolve_torch_dtype",

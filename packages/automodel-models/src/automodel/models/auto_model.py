@@ -9,12 +9,20 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, PreTrainedModel
+from transformers import AutoConfig, GenerationConfig, PreTrainedModel
 
 from automodel.models.credentials import hub_kwargs
+from automodel.models.deferred_init import (
+    LOAD_STRATEGIES,
+    deferring,
+    initializing_on_meta,
+    not_recording,
+    register_deferred,
+)
 from automodel.models.dtypes import resolve_torch_dtype
 from automodel.models.errors import ModelError
 from automodel.models.liger import apply_liger_kernel, liger_kernel_problem
@@ -26,7 +34,7 @@ from automodel.models.model_config import (
     build_model_config,
     check_model_task,
 )
-from automodel.models.sources import load_errors_explained, pretrained_source
+from automodel.models.sources import load_errors_explained, pretrained_source, weights_snapshot
 
 
 class AutoModelForCausalLM:
@@ -45,6 +53,7 @@ class AutoModelForCausalLM:
         attn_implementation: str = "sdpa",
         trust_remote_code: bool = False,
         use_liger_kernel: bool = False,
+        load_strategy: str = "sharded",
         **kwargs: Any,
     ) -> PreTrainedModel:
         """Load pretrained weights with ``transformers.AutoModelForCausalLM.from_pretrained``.
@@ -61,6 +70,10 @@ class AutoModelForCausalLM:
             **kwargs: passed to transformers as they are (``revision``, ``device_map``, ...); a hub token
                 (``token``, or ``hf_token``/``use_auth_token``) goes to the download only, and any other
                 credential-looking keyword is refused, since transformers would save it in config.json.
+            load_strategy: how a model built inside ``defer_weights()`` gets its weights after sharding:
+                ``sharded`` (each rank reads by memory map only the slices it holds), ``rank0_broadcast``
+                (rank 0 reads, every rank keeps its part) or ``full`` (built and loaded whole, as outside
+                the block). Outside ``defer_weights()`` the model is loaded whole whatever it says.
 
         Returns:
             The model, on the CPU unless ``device_map`` says otherwise, in eval mode as transformers leaves it.
@@ -72,7 +85,13 @@ class AutoModelForCausalLM:
         """
         _check_liger(use_liger_kernel)
         model = _from_pretrained(
-            CAUSAL_LM, pretrained_model_name_or_path, torch_dtype, attn_implementation, trust_remote_code, kwargs
+            CAUSAL_LM,
+            pretrained_model_name_or_path,
+            torch_dtype,
+            attn_implementation,
+            trust_remote_code,
+            kwargs,
+            load_strategy,
         )
         return apply_liger_kernel(model) if use_liger_kernel else model
 
@@ -86,6 +105,7 @@ class AutoModelForCausalLM:
         trust_remote_code: bool = False,
         seed: int | None = None,
         use_liger_kernel: bool = False,
+        load_strategy: str = "sharded",
         **overrides: Any,
     ) -> PreTrainedModel:
         """Build a randomly initialized model from a config.
@@ -101,6 +121,9 @@ class AutoModelForCausalLM:
             use_liger_kernel: swap RMSNorm, RoPE and SwiGLU for Liger's Triton kernels
                 (``apply_liger_kernel``); CUDA and the liger-kernel package only.
             **overrides: config fields set on top of ``config`` (``num_hidden_layers=1``).
+            load_strategy: ``full`` builds the whole model on every rank even inside ``defer_weights()``,
+                where it is otherwise built on the meta device and initialised shard by shard by
+                ``materialize_model`` (the same weights for the same seed). No effect outside the block.
 
         Returns:
             The model, on the CPU, in training mode.
@@ -111,7 +134,9 @@ class AutoModelForCausalLM:
                 unsupported ``torch_dtype``, or ``use_liger_kernel`` where Liger cannot run.
         """
         _check_liger(use_liger_kernel)
-        model = _from_config(CAUSAL_LM, config, torch_dtype, attn_implementation, trust_remote_code, seed, overrides)
+        model = _from_config(
+            CAUSAL_LM, config, torch_dtype, attn_implementation, trust_remote_code, seed, overrides, load_strategy
+        )
         return apply_liger_kernel(model) if use_liger_kernel else model
 
 
@@ -131,6 +156,7 @@ class AutoModelForImageTextToText:
         torch_dtype: str | torch.dtype = "auto",
         attn_implementation: str = "sdpa",
         trust_remote_code: bool = False,
+        load_strategy: str = "sharded",
         **kwargs: Any,
     ) -> PreTrainedModel:
         """Load pretrained weights with ``transformers.AutoModelForImageTextToText.from_pretrained``.
@@ -145,6 +171,10 @@ class AutoModelForImageTextToText:
             **kwargs: passed to transformers as they are (``revision``, ``device_map``, ...); a hub token
                 (``token``, or ``hf_token``/``use_auth_token``) goes to the download only, and any other
                 credential-looking keyword is refused, since transformers would save it in config.json.
+            load_strategy: how a model built inside ``defer_weights()`` gets its weights after sharding:
+                ``sharded`` (each rank reads by memory map only the slices it holds), ``rank0_broadcast``
+                (rank 0 reads, every rank keeps its part) or ``full`` (built and loaded whole, as outside
+                the block). Outside ``defer_weights()`` the model is loaded whole whatever it says.
 
         Returns:
             The model, on the CPU unless ``device_map`` says otherwise, in eval mode as transformers leaves it.
@@ -161,6 +191,7 @@ class AutoModelForImageTextToText:
             attn_implementation,
             trust_remote_code,
             kwargs,
+            load_strategy,
         )
 
     @classmethod
@@ -172,6 +203,7 @@ class AutoModelForImageTextToText:
         attn_implementation: str = "sdpa",
         trust_remote_code: bool = False,
         seed: int | None = None,
+        load_strategy: str = "sharded",
         **overrides: Any,
     ) -> PreTrainedModel:
         """Build a randomly initialized vision-language model from a config.
@@ -186,6 +218,9 @@ class AutoModelForImageTextToText:
             seed: when given, the initial weights depend only on it; the global RNG state is
                 left as it was. When None, the weights come from the global RNG.
             **overrides: top-level config fields set on top of ``config`` (``image_token_index=4``).
+            load_strategy: ``full`` builds the whole model on every rank even inside ``defer_weights()``,
+                where it is otherwise built on the meta device and initialised shard by shard by
+                ``materialize_model`` (the same weights for the same seed). No effect outside the block.
 
         Returns:
             The model, on the CPU, in training mode.
@@ -196,7 +231,14 @@ class AutoModelForImageTextToText:
                 closest), or an unsupported ``torch_dtype``.
         """
         return _from_config(
-            IMAGE_TEXT_TO_TEXT, config, torch_dtype, attn_implementation, trust_remote_code, seed, overrides
+            IMAGE_TEXT_TO_TEXT,
+            config,
+            torch_dtype,
+            attn_implementation,
+            trust_remote_code,
+            seed,
+            overrides,
+            load_strategy,
         )
 
 
@@ -207,12 +249,22 @@ def _from_pretrained(
     attn_implementation: str,
     trust_remote_code: bool,
     kwargs: dict[str, Any],
+    load_strategy: str = "full",
 ) -> PreTrainedModel:
-    """Load with the transformers auto class of ``task``; a checkpoint of another kind is a ModelError."""
+    """Load with the transformers auto class of ``task``; a checkpoint of another kind is a ModelError.
+
+    Inside ``defer_weights()`` (and ``load_strategy`` not ``full``) the model is built on the
+    meta device from its config and registered for ``materialize_model`` to read its files.
+    """
+    check_load_strategy(load_strategy)
     source = pretrained_source(name_or_path, needs_one_of=("config.json",))
     kwargs = hub_kwargs(kwargs, "model")
     dtype = resolve_torch_dtype(torch_dtype)
     with load_errors_explained(source, "model"):
+        if deferring() and load_strategy != "full":
+            return _pretrained_on_meta(
+                task, source, dtype, attn_implementation, trust_remote_code, kwargs, load_strategy
+            )
         try:
             return task.auto_class.from_pretrained(
                 source,
@@ -228,6 +280,31 @@ def _from_pretrained(
             raise
 
 
+def _pretrained_on_meta(
+    task: ModelTask,
+    source: str,
+    dtype: torch.dtype,
+    attn_implementation: str,
+    trust_remote_code: bool,
+    kwargs: dict[str, Any],
+    load_strategy: str,
+) -> PreTrainedModel:
+    """Build the checkpoint's model on the meta device, drawing nothing (as transformers' own loading), and
+    register its safetensors folder (downloaded first for a hub id) for ``materialize_model``."""
+    config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    check_model_task(config, task)
+    folder = Path(source) if Path(source).is_dir() else weights_snapshot(source, kwargs)
+    with not_recording(), torch.device("meta"):
+        model = task.auto_class.from_config(
+            config, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        )
+    if (folder / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    model.eval()
+    register_deferred(model, load_strategy, folder)
+    return model
+
+
 def _from_config(
     task: ModelTask,
     config: ConfigSource,
@@ -236,15 +313,31 @@ def _from_config(
     trust_remote_code: bool,
     seed: int | None,
     overrides: dict[str, Any],
+    load_strategy: str = "full",
 ) -> PreTrainedModel:
-    """Build a randomly initialized model of ``task`` from ``config`` and ``overrides``, seeded when asked."""
+    """Build a randomly initialized model of ``task`` from ``config`` and ``overrides``, seeded when asked.
+
+    Inside ``defer_weights()`` (and ``load_strategy`` not ``full``) it is built on the meta
+    device with every initialisation recorded, for ``materialize_model``.
+    """
+    check_load_strategy(load_strategy)
     built = build_model_config(config, **overrides)
     check_model_task(built, task)
     dtype = resolve_torch_dtype(torch_dtype)
-    with _seeded(seed):
-        return task.auto_class.from_config(
+    deferred = deferring() and load_strategy != "full"
+    with _seeded(seed), initializing_on_meta() if deferred else contextlib.nullcontext():
+        model = task.auto_class.from_config(
             built, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
         )
+    if deferred:
+        register_deferred(model, load_strategy)
+    return model
+
+
+def check_load_strategy(load_strategy: str) -> None:
+    """Raise ModelError unless ``load_strategy`` is one of ``LOAD_STRATEGIES``."""
+    if load_strategy not in LOAD_STRATEGIES:
+        raise ModelError(f"load_strategy {load_strategy!r} is not one of {', '.join(LOAD_STRATEGIES)}.")
 
 
 def _check_liger(use_liger_kernel: bool) -> None:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from automodel.models.errors import ModelError
 
@@ -80,3 +81,14 @@ def load_errors_explained(source: str, what: str) -> Iterator[None]:
                 "your network and, for a gated model, your HF_TOKEN"
             )
         raise ModelError(f"could not load the {what} `{source}`: {advice}. transformers said: {detail}") from err
+
+
+def weights_snapshot(repo_id: str, kwargs: dict[str, Any]) -> Path:
+    """Return the local folder of a hub model's config and safetensors files, downloading what the cache lacks.
+
+    Takes the hub id and the hub keywords (``revision``, ``token``, ...); offline, only the cache is read.
+    """
+    from huggingface_hub import snapshot_download
+
+    options = {key: kwargs[key] for key in ("revision", "token", "cache_dir") if kwargs.get(key) is not None}
+    return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"], **options))

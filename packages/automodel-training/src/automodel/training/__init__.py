@@ -55,7 +55,7 @@ from automodel.training.step_scheduler import StepScheduler, derive_grad_accumul
 from automodel.training.trackers import MISPLACED_TRACKERS, TRACKERS, Trackers, build_trackers
 from automodel.training.validation import generation_exact_match, image_text_exact_match, validation_loss
 
-__version__ = "0.7.0"
+__version__ = "0.7.1"
 
 __all__ = [
     "IGNORE_INDEX",

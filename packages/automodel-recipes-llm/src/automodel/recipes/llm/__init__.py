@@ -1,3 +1,3 @@
 """automodel.recipes.llm: LLM recipes (train_ft: supervised fine-tuning and pre-training)."""
 
-__version__ = "0.5.1"
+__version__ = "0.6.0"

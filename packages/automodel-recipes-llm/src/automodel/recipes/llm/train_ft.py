@@ -45,7 +45,13 @@ from automodel.distributed import (
     setup_parallelism,
     unwrap_model,
 )
-from automodel.models import load_tokenizer, training_flops_per_token
+from automodel.models import (
+    defer_weights,
+    load_tokenizer,
+    materialize_model,
+    pending_weights,
+    training_flops_per_token,
+)
 from automodel.recipes.llm.adapters import (
     add_adapters,
     build_peft,
@@ -80,8 +86,10 @@ SCHEMA, REQUIRED = TRAIN_FT, TRAIN_FT_REQUIRED
 
 def build_model(cfg: ConfigNode, device: torch.device, section: str = "model") -> torch.nn.Module:
     """Build the ``model:`` section (a ``_target_`` such as AutoModelForCausalLM.from_pretrained), or the model
-    section named ``section``, and return the model on ``device``."""
-    return build_section(cfg, section).to(device)
+    section named ``section``, and return the model on ``device`` (left on the meta device when built inside
+    ``defer_weights()``, for ``materialize_model``)."""
+    model = build_section(cfg, section)
+    return model if pending_weights(model) is not None else model.to(device)
 
 
 def build_tokenizer(cfg: ConfigNode) -> Any:
@@ -243,37 +251,23 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
     def _setup_model(self) -> str | None:
         """Join the process group, seed, and build the tokenizer and the model (adapters added, sharded).
 
-        Returns the PEFT summary line (None without ``peft:``).
+        Under FSDP2 on several processes the model (and its adapters) is built on the meta
+        device, sharded, and only then given its weights: each rank holds and reads only its
+        shards (``materialize_model``). Returns the PEFT summary line (None without ``peft:``).
         """
         cfg = self.cfg
         self.parallel = build_parallelism(cfg)
         self.device = self.parallel.device
         self.seed = set_seed(int(cfg.get("seed", 42)))
         self.tokenizer = build_tokenizer(cfg)
-        self.model = build_model(cfg, self.device)
-        align_special_tokens(self.model, self.tokenizer)
         self.checkpoint = build_checkpoint_config(cfg)
         self.peft = build_peft(cfg)
         self.base_model_path = cfg.model.get("pretrained_model_name_or_path")
-        peft_summary = None
-        if self.peft is not None:
-            if self.base_model_path is None and self.checkpoint.enabled:
-                base = self.checkpoint.dir / "base_model"
-                if self.parallel.is_rank0:
-                    save_base_model(self.model, self.tokenizer, base, self.checkpoint.max_shard_size)
-                self.base_model_path = str(base)
-            if "quantization" in cfg:
-                quantize_base(self.model, cfg)
-            peft_summary = add_adapters(self.model, self.peft, cfg)
-            if self.peft.save_merged and self.parallel.env.world_size > 1:
-                raise config_error(
-                    cfg,
-                    "save_merged writes a merged copy of the whole model from one process, which a model sharded "
-                    "over several processes does not have",
-                    "peft",
-                    "set save_merged: false and merge the saved adapter afterwards (peft's merge_and_unload)",
-                )
-        elif "quantization" in cfg:
+        with defer_weights(self._shards_before_weights()):
+            self.model = build_model(cfg, self.device)
+            align_special_tokens(self.model, self.tokenizer)
+            peft_summary = self._add_adapters() if self.peft is not None else None
+        if self.peft is None and "quantization" in cfg:
             raise config_error(
                 cfg,
                 "quantized base weights train only with adapters",
@@ -281,8 +275,46 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
                 "add a `peft:` section (QLoRA) or remove `quantization:`",
             )
         self.model = self.parallel.parallelize(self.model)
+        self.load_report = materialize_model(unwrap_model(self.model), self.device)
         self.compiled_blocks = compile_model(cfg, self.model)
         return peft_summary
+
+    def _shards_before_weights(self) -> bool:
+        """Whether the model is built on the meta device and sharded before it gets its weights.
+
+        Under FSDP2 on several processes, except where a whole model is needed first: a base
+        model the run writes itself (LoRA on a model built from a config), quantized base
+        weights, and DoRA (its magnitudes are norms of the base weights).
+        """
+        parallel = self.parallel
+        if parallel.env.world_size == 1 or parallel.config.strategy != "fsdp2":
+            return False
+        if "quantization" in self.cfg:
+            return False
+        peft = self.peft
+        return peft is None or not (peft.use_dora or (self.base_model_path is None and self.checkpoint.enabled))
+
+    def _add_adapters(self) -> str:
+        """Write the base model a LoRA run builds from a config (for the adapter to name), quantize the base when
+        asked, and add the adapters; return the PEFT summary line."""
+        cfg = self.cfg
+        if self.base_model_path is None and self.checkpoint.enabled:
+            base = self.checkpoint.dir / "base_model"
+            if self.parallel.is_rank0:
+                save_base_model(self.model, self.tokenizer, base, self.checkpoint.max_shard_size)
+            self.base_model_path = str(base)
+        if "quantization" in cfg:
+            quantize_base(self.model, cfg)
+        summary = add_adapters(self.model, self.peft, cfg)
+        if self.peft.save_merged and self.parallel.env.world_size > 1:
+            raise config_error(
+                cfg,
+                "save_merged writes a merged copy of the whole model from one process, which a model sharded "
+                "over several processes does not have",
+                "peft",
+                "set save_merged: false and merge the saved adapter afterwards (peft's merge_and_unload)",
+            )
+        return summary
 
     def _setup_training(self, peft_summary: str | None) -> None:
         """Build data, optimizer, schedules, loss, checkpointer (restoring a resumed run), writers and trackers."""
@@ -338,6 +370,8 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
             self.progress.message(peft_summary)
         if parallel.env.world_size > 1:
             self.progress.message(parallel.describe())
+        if self.load_report is not None:
+            self.progress.message(self.load_report.describe())
         if self.compiled_blocks:
             self.progress.message(f"torch.compile: {self.compiled_blocks} blocks (compiled at their first call)")
         if resumed_from is not None:
