@@ -27,7 +27,7 @@ Prints one table and writes bench/results/checkpoint.csv.
 
     python bench/checkpoint.py                 # 300M parameters: a few minutes on 2 CPU cores
     python bench/checkpoint.py --params 50M    # a quick run
-    python bench/checkpoint.py --only save-load   # saves and loads only
+    python bench/checkpoint.py --only save-load   # saves and loads only (results/checkpoint_save_load.csv)
 
 Memory is the peak resident memory above what the process held before the measured call
 (VmHWM, reset through /proc/self/clear_refs), in GiB; ``total GiB`` of a load starts before
@@ -372,7 +372,7 @@ def main() -> None:
     print(_line(header, widths))
     for row in rows:
         print(_line([str(row[k]) for k in keys], widths))
-    write_csv(RESULTS, rows)
+    write_csv(RESULTS if args.only == "all" else RESULTS.with_name("checkpoint_save_load.csv"), rows)
 
 
 if __name__ == "__main__":

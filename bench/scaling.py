@@ -1,4 +1,4 @@
-"""Data-parallel scaling: step time and peak memory per process, 1 process vs 2 under DDP and FSDP2.
+"""Data-parallel scaling: step time, peak memory and loading per process, 1 process vs 2 under DDP and FSDP2.
 
 Every layout trains the same seeded Llama (42.1M parameters, fp32) on the same global
 batch with AdamW; a step is forward + backward + optimizer. The 2-process layouts split the
@@ -12,18 +12,27 @@ Prints one table and writes bench/results/scaling.csv.
 Memory is each process's peak above what it held before building the model: resident memory
 (VmHWM, reset through /proc/self/clear_refs) on the CPU, torch.cuda.max_memory_allocated on
 CUDA; the table shows the largest over the ranks.
+
+The load columns time loading a saved 373.9M-parameter Llama (fp32, 1.5 GB of safetensors in files of
+at most 200 MB) from
+nothing to a model ready to train on each rank, and its peak host memory per process (resident
+memory, mapped file pages included): one process with transformers' ``from_pretrained``; DDP
+the same on each rank, then the wrapper; FSDP2 as the LLM recipe does it (``defer_weights``,
+``fully_shard``, ``materialize_model``: each rank reads only its slices).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _measure import peak_mib, reset_peak, write_csv
+from _measure import peak_mib, reset_peak, status_mib, write_csv
 
 from automodel.distributed.config import parse_distributed_config, resolve_sizes
 from automodel.distributed.mesh import build_device_mesh, data_parallel_coordinates
@@ -43,6 +52,49 @@ MODEL = {
 }
 GLOBAL_BATCH, SEQ_LEN, WARMUP = 8, 128, 2
 LAYOUTS = (("1 process", 1, None), ("2 x ddp", 2, "ddp"), ("2 x fsdp2", 2, "fsdp2"))
+LOAD_MODEL = {
+    **MODEL,
+    "hidden_size": 1024,
+    "intermediate_size": 2816,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+}
+LOAD_MODEL |= {"num_key_value_heads": 16, "vocab_size": 32000}
+
+
+def save_load_model(folder: Path) -> int:
+    """Write LOAD_MODEL (seeded random weights) to ``folder`` with ``save_pretrained`` in files of at most 200 MB
+    (a 70B checkpoint comes in some 30 files); return its parameter count."""
+    from automodel.models import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config({"model_type": "llama", **LOAD_MODEL}, seed=0, torch_dtype="float32")
+    model.save_pretrained(folder, max_shard_size="200MB")
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_layout(strategy: str | None, folder: str) -> dict:
+    """Load ``folder`` on this rank as ``strategy`` would, ready to train; return the seconds and peak memory."""
+    import torch.distributed as dist
+
+    from automodel.models import AutoModelForCausalLM, defer_weights, materialize_model
+
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    baseline = status_mib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    started = time.perf_counter()
+    settings = parse_distributed_config({"strategy": strategy} if strategy else None)
+    mesh = build_device_mesh(resolve_sizes(settings, world, device.type), device.type) if world > 1 else None
+    with defer_weights(strategy == "fsdp2"):
+        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype="float32")
+    if strategy != "fsdp2":
+        model = model.to(device)
+    model = parallelize_model(model, mesh, settings, device)
+    materialize_model(model, device)
+    with torch.no_grad():  # every weight read once, as the first step would: mapped pages are paged in
+        sum(float(p.sum()) for p in model.parameters())
+    seconds = time.perf_counter() - started
+    return {"load_s": seconds, "load_peak_mib": status_mib("VmHWM") - baseline}
 
 
 def train_layout(strategy: str | None, steps: int) -> dict:
@@ -89,6 +141,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
     rows = []
+    work = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
+    try:
+        load_params = save_load_model(work)
+        loads = [
+            run_on_ranks(load_layout, world, args=(strategy, str(work)), timeout_s=1800, preload=["transformers"])
+            for _, world, strategy in LAYOUTS
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     for name, world, strategy in LAYOUTS:
         ranks = run_on_ranks(
             train_layout, world, args=(strategy, args.steps), timeout_s=1800, preload=["transformers"], backend=None
@@ -98,18 +159,25 @@ def main() -> None:
         rows.append(
             {"layout": name, "processes": world, "step_s": step_s, "peak_mib": max(r["peak_mib"] for r in ranks)}
         )
+    for row, ranks in zip(rows, loads, strict=True):
+        row["load_s"] = max(r["load_s"] for r in ranks)
+        row["load_peak_mib"] = max(r["load_peak_mib"] for r in ranks)
     base = rows[0]
     for row in rows:
+        row["load_memory_ratio"] = row["load_peak_mib"] / base["load_peak_mib"]
         row["tokens_per_s"] = GLOBAL_BATCH * SEQ_LEN / row["step_s"]
         row["speedup"] = base["step_s"] / row["step_s"]
         row["memory_ratio"] = row["peak_mib"] / base["peak_mib"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"Llama {params / 1e6:.1f}M parameters, fp32, global batch {GLOBAL_BATCH} x {SEQ_LEN}, {device}")
-    print(f"{'layout':<12}{'step s':>9}{'tokens/s':>11}{'speedup':>9}{'peak extra MiB/proc':>21}{'memory ratio':>14}")
+    print(f"loading: Llama {load_params / 1e6:.1f}M parameters, fp32, from safetensors files, host memory")
+    header = f"{'layout':<12}{'step s':>9}{'tokens/s':>11}{'speedup':>9}{'peak extra MiB/proc':>21}{'memory ratio':>14}"
+    print(header + f"{'load s':>9}{'load peak MiB/proc':>20}{'load memory ratio':>19}")
     for row in rows:
         print(
             f"{row['layout']:<12}{row['step_s']:>9.3f}{row['tokens_per_s']:>11.0f}{row['speedup']:>9.2f}"
             f"{row['peak_mib']:>21.0f}{row['memory_ratio']:>14.2f}"
+            f"{row['load_s']:>9.2f}{row['load_peak_mib']:>20.0f}{row['load_memory_ratio']:>19.2f}"
         )
     write_csv(RESULTS, rows)
 

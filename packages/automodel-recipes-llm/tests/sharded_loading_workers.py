@@ -11,20 +11,10 @@ import torch
 from torch.distributed.tensor import DTensor
 
 from automodel.distributed import setup_parallelism
-from automodel.models import AutoModelForCausalLM, defer_weights, materialize_model
+from automodel.models import AutoModelForCausalLM, defer_weights, materialize_model, tiny_llama_config
 from automodel.peft import LoRAConfig, apply_lora
 
-CONFIG = {
-    "model_type": "llama",
-    "vocab_size": 256,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 64,
-    "tie_word_embeddings": True,
-}
+CONFIG = tiny_llama_config(vocab_size=256)
 INPUT_IDS = torch.arange(32).reshape(2, 16) % 256
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # mallopt's parameter numbers, from glibc's malloc.h
 LORA = LoRAConfig(dim=4, alpha=8, match_all_linear=True, init="gaussian")
