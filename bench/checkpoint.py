@@ -12,6 +12,10 @@ are the median of 3 runs:
   from nothing to a model holding the weights for all; ``defer_weights`` + ``materialize_model``
   builds on the meta device and reads the files into it (the LLM recipe's path under FSDP2,
   here on one process);
+- 2 x FSDP2 (gloo): the same files loaded sharded over two processes (each rank reads only its
+  slices), then saved from the shards as consolidated files of at most 200 MB (rank 0 gathers
+  one tensor at a time and writes each file when it is full, so no rank holds the whole model);
+  the slowest rank's time, the largest rank's peak;
 - stall: how long ``Checkpointer.save`` (HF weights + DCP model/AdamW state + RNG) blocks the
   training loop, synchronous vs ``async_save=True`` (the median of the 3 saves after the
   process's first; the CSV has the first too), and ``total s`` until its files are complete;
@@ -62,6 +66,10 @@ LOADS = {
     "load_hf": "from_pretrained",
     "load_torch": "torch.load + load_state_dict",
     "load_meta": "automodel defer_weights + materialize_model",
+}
+FSDP2 = {
+    "fsdp2_load": "2 x FSDP2: defer_weights + fully_shard + materialize_model",
+    "fsdp2_save": "2 x FSDP2: save_hf_weights, 200MB files",
 }
 STALLS = {"stall_sync": "Checkpointer.save", "stall_async": "Checkpointer.save async"}
 DURABILITY = {
@@ -214,6 +222,43 @@ def _load_once(name: str, config: dict[str, Any], work_dir: Path) -> tuple[float
     return end - loading, end - begin, peak - base, max(peak, build_peak) - ready_base
 
 
+def fsdp2_rank(work: str) -> dict[str, dict[str, float]]:
+    """On one of 2 ranks: load the saved model sharded over both, then save it as consolidated HF files.
+
+    Returns each operation's seconds and this rank's peak resident memory above what it held before
+    (GiB): the load from nothing to the rank's shards, and the save, where rank 0 gathers one
+    tensor at a time and writes a file when it holds 200 MB.
+    """
+    from automodel.checkpoint import save_hf_weights
+    from automodel.distributed import setup_parallelism
+    from automodel.models import AutoModelForCausalLM, defer_weights, materialize_model
+
+    parallel = setup_parallelism({"strategy": "fsdp2"})
+    base, begin = start_peak(), time.perf_counter()
+    with defer_weights():
+        model = AutoModelForCausalLM.from_pretrained(Path(work) / "hf", torch_dtype="float32")
+    model = parallel.parallelize(model)
+    materialize_model(model, parallel.device)
+    load = {"seconds": time.perf_counter() - begin, "extra_gib": rss_gib("VmHWM") - base}
+    base, begin = start_peak(), time.perf_counter()
+    save_hf_weights(model.state_dict(), Path(work) / "fsdp2", max_shard_size="200MB")
+    save = {"seconds": time.perf_counter() - begin, "extra_gib": rss_gib("VmHWM") - base}
+    return {"fsdp2_load": load, "fsdp2_save": save}
+
+
+def _fsdp2(work: Path) -> dict[str, dict[str, float]]:
+    """Run ``fsdp2_rank`` on 2 gloo processes; the slowest rank's time and the largest rank's memory."""
+    from automodel.distributed.testing import run_on_ranks
+
+    ranks = run_on_ranks(fsdp2_rank, 2, (str(work),), timeout_s=1800, preload=["transformers"])
+    results = {}
+    for name in FSDP2:
+        seconds = max(rank[name]["seconds"] for rank in ranks)
+        extra = max(rank[name]["extra_gib"] for rank in ranks)
+        results[name] = {"seconds": seconds, "extra_gib": extra, "total_seconds": seconds, "total_gib": extra}
+    return results
+
+
 def _durability(model: torch.nn.Module, work_dir: Path) -> dict[str, dict[str, float]]:
     """Synchronous saves of every variant of DURABILITY in turn; the median seconds and peak memory of each."""
     import automodel.checkpoint.manifest as manifest
@@ -345,10 +390,13 @@ def main() -> None:
             with spawn.Pool(1) as pool:  # a fresh process: no allocator state carried between measurements
                 results[name] = pool.apply(measure, (name, config, str(work)))
             print(f"{name}: {results[name]}", flush=True)
+        results.update(_fsdp2(work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows = [_row("save", tool, results[n], results["save_ours"]) for n, tool in SAVES.items()]
     rows += [_row("load", tool, results[n], results["load_ours"]) for n, tool in LOADS.items()]
+    rows += [_row("save", FSDP2["fsdp2_save"], results["fsdp2_save"], results["save_ours"])]
+    rows += [_row("load", FSDP2["fsdp2_load"], results["fsdp2_load"], results["load_ours"])]
     if args.only == "all":
         rows += [_row("stall", tool, results[n], results["stall_async"]) for n, tool in STALLS.items()]
         durability = results["durability"]

@@ -79,3 +79,20 @@ def test_a_folder_without_safetensors_is_refused(tmp_path) -> None:
         model = AutoModelForCausalLM.from_pretrained(tmp_path)
     with pytest.raises(ModelError, match=r"no \.safetensors files"):
         materialize_model(model, "cpu")
+
+
+def test_whole_tensors_are_the_files_mapped_pages_and_writing_them_leaves_the_files_alone(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    AutoModelForCausalLM.from_config(tiny_llama_config(), seed=1).save_pretrained(tmp_path)
+    before = load_file(tmp_path / "model.safetensors")
+    with defer_weights():
+        model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    materialize_model(model, "cpu")
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    after = load_file(tmp_path / "model.safetensors")
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert torch.equal(model.model.norm.weight, before["model.norm.weight"] + 1.0)

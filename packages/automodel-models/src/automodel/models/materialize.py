@@ -248,8 +248,14 @@ def _read_files(
             targets[file_name] = tensor
             loaded.add(name)
     read = _Read(loaded=loaded, bytes_in_files=sum(entry.nbytes for entry in index.values()))
+    whole = {name: tensor for name, tensor in targets.items() if _takes_mapped(tensor, index[name])}
+    if whole and not (pending.strategy == "rank0_broadcast" and dist.is_initialized()):
+        read.bytes_read += _assign_mapped(model, pending, whole, index)
+        targets = {name: tensor for name, tensor in targets.items() if name not in whole}
+    if not targets:
+        return read
     if pending.strategy == "rank0_broadcast" and dist.is_initialized():
-        read.bytes_read = _broadcast_from_rank0(targets, index)
+        read.bytes_read += _broadcast_from_rank0(targets, index)
     else:
         planner = _CountingPlanner(
             {name: entry.nbytes / max(1, math.prod(entry.shape)) for name, entry in index.items()}
@@ -259,8 +265,45 @@ def _read_files(
             storage_reader=HuggingFaceStorageReader(str(pending.weights_dir)),
             planner=planner,
         )
-        read.bytes_read = int(planner.bytes_read)
+        read.bytes_read += int(planner.bytes_read)
     return read
+
+
+def _takes_mapped(tensor: torch.Tensor, entry: _FileTensor) -> bool:
+    """Whether ``tensor`` can simply become the file's memory-mapped tensor: whole (not a DTensor), on the CPU,
+    of the file's dtype and shape."""
+    return (
+        not isinstance(tensor, DTensor)
+        and tensor.device.type == "cpu"
+        and tensor.dtype == _torch_dtype(entry.dtype)
+        and tuple(tensor.shape) == entry.shape
+    )
+
+
+def _assign_mapped(
+    model: torch.nn.Module, pending: PendingWeights, whole: Mapping[str, torch.Tensor], index: Mapping[str, _FileTensor]
+) -> int:
+    """Make each of ``whole`` (by file name) the file's memory-mapped tensor, copying nothing (as transformers'
+    own loading does; pages are read when first touched, and written ones are private to the process).
+    Returns the bytes mapped."""
+    owners = {id(tensor): name for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+    by_file: dict[Path, list[str]] = {}
+    for file_name in whole:
+        by_file.setdefault(index[file_name].file, []).append(file_name)
+    aliases = _tied_aliases(model)
+    for file, names in by_file.items():
+        with safe_open(file, framework="pt") as handle:
+            for file_name in names:
+                target = whole[file_name]
+                owner_name, _, attribute = owners[id(target)].rpartition(".")
+                owner = model.get_submodule(owner_name)
+                value = handle.get_tensor(file_name)
+                if isinstance(target, torch.nn.Parameter):
+                    owner._parameters[attribute] = torch.nn.Parameter(value, requires_grad=target.requires_grad)
+                else:
+                    owner._buffers[attribute] = value
+    _retie(model, aliases)
+    return sum(index[name].nbytes for name in whole)
 
 
 def _file_index(folder: Path) -> dict[str, _FileTensor]:
