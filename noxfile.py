@@ -60,7 +60,8 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check, ruff format --check, and the import contracts of docs/architecture.md section 2."""
+    """ruff check, ruff format --check, the import contracts of docs/architecture.md section 2, and each
+    package's version against its release tags, changelog and __all__ (tools/version_check.py)."""
     _sync(session, "--only-group", "dev")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -69,6 +70,7 @@ def lint(session: nox.Session) -> None:
         config.write_text(workspace.contracts_ini(PACKAGES), encoding="utf-8")
         pythonpath = os.pathsep.join(workspace.source_dirs(PACKAGES))
         session.run("lint-imports", str(config), env={"PYTHONPATH": pythonpath})
+    session.run("python", str(ROOT / "tools" / "version_check.py"))
 
 
 @nox.session

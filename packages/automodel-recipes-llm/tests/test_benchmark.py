@@ -48,6 +48,8 @@ FIELDS = {
     "mfu",
     "peak_memory_gib",
     "peak_memory_kind",
+    "peak_host_memory_gib_per_rank",
+    "peak_device_memory_gib_per_rank",
 }
 LORA = {"_target_": "automodel.peft.LoRAConfig", "dim": 4, "alpha": 8, "match_all_linear": True}
 
@@ -81,6 +83,8 @@ def test_the_json_holds_every_field_with_sane_values(measured):
     assert 0 < written["mfu"] < 1
     assert written["mfu"] == pytest.approx(written["tflops_per_s"] / written["peak_tflops_per_process"])
     assert 0 < written["peak_memory_gib"] < 64
+    assert written["peak_host_memory_gib_per_rank"] == [written["peak_memory_gib"]]
+    assert written["peak_device_memory_gib_per_rank"] is None
     assert written["peft"] is None and written["parameters"] == written["trainable_parameters"]
     assert (written["loss_fn"], written["compiled_blocks"], written["liger_kernel"]) == ("MaskedCrossEntropy", 0, False)
 
@@ -90,7 +94,7 @@ def test_run_prints_one_table_and_writes_to_runs_benchmark_without_a_checkpoint_
     benchmark = {"steps": 1, "seq_length": 16, "peak_tflops": 2.5}
     _run(benchmark_config(tmp_path, checkpoint=None, benchmark=benchmark))
     printed = capsys.readouterr().out
-    for row in ("step time", "tokens/s", "TFLOP/s", "MFU", "peak memory"):
+    for row in ("step time", "tokens/s", "TFLOP/s", "MFU", "peak memory", "peak per rank  rank 0: host"):
         assert row in printed
     assert "TFLOP/s per process (benchmark.peak_tflops)" in printed
     assert "wrote runs/benchmark/benchmark.json" in printed
@@ -179,6 +183,8 @@ def test_two_processes_report_the_global_batch_once(tmp_path, distributed, dp_si
     assert results["world_size"] == 2 and results["tokens_per_step"] == 4 * 32
     assert results["tokens_per_s"] == pytest.approx(2 * results["tokens_per_s_per_process"])
     assert results["mfu"] == pytest.approx(results["tflops_per_s"] / 2 / 2.5)
+    hosts = results["peak_host_memory_gib_per_rank"]
+    assert len(hosts) == 2 and max(hosts) == results["peak_memory_gib"] and min(hosts) > 0
 
 
 @pytest.mark.parametrize(

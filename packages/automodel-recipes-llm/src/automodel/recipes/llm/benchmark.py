@@ -34,7 +34,7 @@ from automodel.config import ConfigNode, build_section, check_config, config_err
 from automodel.data import build_dataloader as make_dataloader
 from automodel.data.llm import MockDataset, default_collater
 from automodel.distributed import Parallelism, unwrap_model
-from automodel.models import training_flops_per_token
+from automodel.models import defer_weights, materialize_model, training_flops_per_token
 from automodel.peft import lora_modules
 from automodel.recipes.llm.adapters import add_adapters, build_peft
 from automodel.recipes.llm.checkpointing import build_checkpoint_config
@@ -47,6 +47,7 @@ from automodel.recipes.llm.train_ft import (
     build_parallelism,
     compile_model,
     run_recipe,
+    shards_before_weights,
 )
 from automodel.training import (
     BaseRecipe,
@@ -237,15 +238,21 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
             self.peak_tflops = measure_peak_tflops(self.dtype, self.device) if parallel.is_rank0 else None
 
     def _setup_model(self) -> None:
-        """Build ``model:``, add the ``peft:`` adapters, count parameters, then shard or wrap it."""
-        model = build_model(self.cfg, self.device)
-        if self.peft is not None:
-            add_adapters(model, self.peft, self.cfg)
+        """Build ``model:``, add the ``peft:`` adapters, count parameters, then shard or wrap it.
+
+        Under FSDP2 on several processes the model is built on the meta device and gets its
+        weights after sharding, as in the finetune recipe (``materialize_model``).
+        """
+        with defer_weights(shards_before_weights(self.parallel, self.cfg, self.peft, writes_base=False)):
+            model = build_model(self.cfg, self.device)
+            if self.peft is not None:
+                add_adapters(model, self.peft, self.cfg)
         self.lora_shapes = [(m.in_features, m.out_features) for m in lora_modules(model).values()]
         self.model_name = type(model).__name__
         self.parameter_count = sum(p.numel() for p in model.parameters())
         self.trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.model = self.parallel.parallelize(model)
+        materialize_model(model, self.device)
         self.compiled_blocks = compile_model(self.cfg, self.model)
 
     def _setup_data(self) -> None:
@@ -341,6 +348,7 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
         tokens, flops = (value / sharing for value in self._reduced([tokens, flops], dist.ReduceOp.SUM))
         # Rank 0 alone measures the peak; the maximum hands its number to every rank.
         memory, peak = self._reduced([peak_memory_gib(self.device), self.peak_tflops or 0.0], dist.ReduceOp.MAX)
+        host_per_rank, device_per_rank = self._memory_per_rank()
         elapsed = sum(times)
         tokens_per_s = tokens / elapsed
         tflops_per_s = flops / elapsed / 1e12
@@ -377,7 +385,25 @@ class BenchmarkRecipeForNextTokenPrediction(BaseRecipe):
             "mfu": tflops_per_s / world / peak,
             "peak_memory_gib": memory,
             "peak_memory_kind": "CUDA max allocated" if self.device.type == "cuda" else "max RSS of a process",
+            "peak_host_memory_gib_per_rank": host_per_rank,
+            "peak_device_memory_gib_per_rank": device_per_rank,
         }
+
+    def _memory_per_rank(self) -> tuple[list[float], list[float] | None]:
+        """Every rank's peak host memory (max RSS) and peak device memory (CUDA max allocated; None on a CPU), in GiB,
+        indexed by rank."""
+        on_cuda = self.device.type == "cuda"
+        mine = torch.tensor(
+            [peak_memory_gib("cpu"), peak_memory_gib(self.device) if on_cuda else 0.0],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        ranks = [mine]
+        if dist.is_available() and dist.is_initialized():
+            ranks = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+            dist.all_gather(ranks, mine)
+        host = [float(rank[0]) for rank in ranks]
+        return host, [float(rank[1]) for rank in ranks] if on_cuda else None
 
 
 def speed_options(results: dict[str, Any]) -> str:
@@ -388,6 +414,16 @@ def speed_options(results: dict[str, Any]) -> str:
     if results["liger_kernel"]:
         options.append("Liger kernels")
     return ", ".join(options)
+
+
+def memory_per_rank(results: dict[str, Any]) -> str:
+    """Return each rank's peak host (and device) memory as one line: ``rank 0: host 1.21 GiB, device 3.40 GiB; ...``."""
+    device = results["peak_device_memory_gib_per_rank"]
+    parts = []
+    for rank, host in enumerate(results["peak_host_memory_gib_per_rank"]):
+        on_device = f", device {device[rank]:.2f} GiB" if device is not None else ""
+        parts.append(f"rank {rank}: host {host:.2f} GiB{on_device}")
+    return "; ".join(parts)
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -413,6 +449,7 @@ def format_table(results: dict[str, Any]) -> str:
             f"({results['peak_tflops_source']})",
         ),
         ("peak memory", f"{results['peak_memory_gib']:.2f} GiB ({results['peak_memory_kind']})"),
+        ("peak per rank", memory_per_rank(results)),
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"{'benchmark'.ljust(width)}  result", f"{'-' * width}  {'-' * 6}"]

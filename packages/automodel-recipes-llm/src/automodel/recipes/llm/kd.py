@@ -25,12 +25,13 @@ import torch
 
 from automodel.config import ConfigNode, build_section, check_config, config_error, refuse_moved_sections
 from automodel.distributed import Parallelism, apply_fsdp2
-from automodel.models import ModelError, load_tokenizer
+from automodel.models import ModelError, defer_weights, load_tokenizer, materialize_model
 from automodel.recipes.llm.schema import KD, KD_REQUIRED
 from automodel.recipes.llm.train_ft import (
     TrainFinetuneRecipeForNextTokenPrediction,
     build_model,
     run_recipe,
+    shards_before_weights,
 )
 from automodel.training import MISPLACED_TRACKERS, KDLoss, main_reporting_user_errors, validation_loss
 from automodel.training.loss import MODEL_INPUTS
@@ -127,12 +128,19 @@ def shard_teacher(cfg: ConfigNode, teacher: torch.nn.Module, parallel: Paralleli
 
 def build_teacher(cfg: ConfigNode, parallel: Parallelism, student: torch.nn.Module, tokenizer: Any) -> torch.nn.Module:
     """Build ``teacher_model:`` on this process's device, check it shares the student's tokenizer, freeze it
-    (eval mode, no gradients) and lay it out like the student; return it."""
-    teacher = build_model(cfg, parallel.device, "teacher_model")
+    (eval mode, no gradients) and lay it out like the student; return it.
+
+    Under FSDP2 on several processes the teacher is built on the meta device and gets its
+    weights after sharding: each rank holds and reads only its shards (``materialize_model``).
+    """
+    with defer_weights(shards_before_weights(parallel, cfg, None, writes_base=False)):
+        teacher = build_model(cfg, parallel.device, "teacher_model")
     check_same_tokenizer(cfg, teacher, student, tokenizer)
     teacher.eval()
     teacher.requires_grad_(False)
-    return shard_teacher(cfg, teacher, parallel)
+    teacher = shard_teacher(cfg, teacher, parallel)
+    materialize_model(teacher, parallel.device)
+    return teacher
 
 
 class Distillation:

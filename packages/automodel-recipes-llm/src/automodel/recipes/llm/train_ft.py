@@ -235,6 +235,27 @@ def build_step_scheduler(cfg: ConfigNode, dataloader: Any, dp_size: int = 1) -> 
         raise config_error(cfg, f"has a key StepScheduler does not take ({exc})", "step_scheduler") from None
 
 
+def shards_before_weights(parallel: Parallelism, cfg: ConfigNode, peft: Any, writes_base: bool) -> bool:
+    """Whether a run builds its model on the meta device and shards it before giving it weights.
+
+    Under FSDP2 on several processes, except where a whole model is needed first: quantized
+    base weights, DoRA (its magnitudes are norms of the base weights) and a LoRA run that writes
+    its base model itself (``writes_base``: a model built from a config, saved for the adapter to name).
+
+    Args:
+        parallel: the run's Parallelism.
+        cfg: the run's config (its ``quantization:`` section, if any).
+        peft: the LoRAConfig, or None without adapters.
+        writes_base: whether the run saves the base model it builds.
+
+    Returns:
+        True to build inside ``defer_weights`` and call ``materialize_model`` after sharding.
+    """
+    if parallel.env.world_size == 1 or parallel.config.strategy != "fsdp2" or "quantization" in cfg:
+        return False
+    return peft is None or not (peft.use_dora or writes_base)
+
+
 class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
     """Fine-tune (or pre-train) a causal LM on one process or many; see the module docstring."""
 
@@ -280,19 +301,9 @@ class TrainFinetuneRecipeForNextTokenPrediction(FinetuneLoop):
         return peft_summary
 
     def _shards_before_weights(self) -> bool:
-        """Whether the model is built on the meta device and sharded before it gets its weights.
-
-        Under FSDP2 on several processes, except where a whole model is needed first: a base
-        model the run writes itself (LoRA on a model built from a config), quantized base
-        weights, and DoRA (its magnitudes are norms of the base weights).
-        """
-        parallel = self.parallel
-        if parallel.env.world_size == 1 or parallel.config.strategy != "fsdp2":
-            return False
-        if "quantization" in self.cfg:
-            return False
-        peft = self.peft
-        return peft is None or not (peft.use_dora or (self.base_model_path is None and self.checkpoint.enabled))
+        """Whether this run builds the model on the meta device and shards it before it gets its weights."""
+        writes_base = self.base_model_path is None and self.checkpoint.enabled
+        return shards_before_weights(self.parallel, self.cfg, self.peft, writes_base)
 
     def _add_adapters(self) -> str:
         """Write the base model a LoRA run builds from a config (for the adapter to name), quantize the base when
