@@ -58,7 +58,7 @@ def test_an_unknown_strategy_is_refused() -> None:
         AutoModelForCausalLM.from_config(tiny_llama_config(), load_strategy="sharded_fast")
 
 
-def test_files_missing_a_weight_name_it_and_say_what_to_do(tmp_path) -> None:
+def test_files_missing_a_weight_under_its_name_are_loaded_whole_with_a_warning(tmp_path) -> None:
     source = AutoModelForCausalLM.from_config(tiny_llama_config(), seed=1)
     source.config.save_pretrained(tmp_path)
     state = {
@@ -67,17 +67,28 @@ def test_files_missing_a_weight_name_it_and_say_what_to_do(tmp_path) -> None:
         if "layers.1.mlp" not in name and name != "lm_head.weight"  # tied: saved once, as the embedding
     }
     save_file({name: value.contiguous() for name, value in state.items()}, tmp_path / "model.safetensors")
-    with defer_weights():
+    with defer_weights(), pytest.warns(UserWarning, match=r"do not hold model\.layers\.1\.mlp\..*load_strategy: full"):
         model = AutoModelForCausalLM.from_pretrained(tmp_path)
-    with pytest.raises(ModelError, match=r"model\.layers\.1\.mlp\..*load_strategy: full"):
-        materialize_model(model, "cpu")
+    assert pending_weights(model) is None and not any(parameter.is_meta for parameter in model.parameters())
+    assert torch.equal(model.model.norm.weight, source.model.norm.weight)
 
 
-def test_a_folder_without_safetensors_is_refused(tmp_path) -> None:
-    AutoModelForCausalLM.from_config(tiny_llama_config(), seed=1).config.save_pretrained(tmp_path)
+def test_a_checkpoint_without_safetensors_is_loaded_whole_with_a_warning(tmp_path) -> None:
+    expected = AutoModelForCausalLM.from_config(tiny_llama_config(), seed=1)
+    expected.config.save_pretrained(tmp_path)
+    torch.save(expected.state_dict(), tmp_path / "pytorch_model.bin")
+    with defer_weights(), pytest.warns(UserWarning, match="loads the whole model with transformers"):
+        model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert pending_weights(model) is None
+    assert torch.equal(model.model.embed_tokens.weight, expected.model.embed_tokens.weight)
+
+
+def test_a_parameter_nothing_fills_is_named_with_what_to_do(tmp_path) -> None:
+    AutoModelForCausalLM.from_config(tiny_llama_config(), seed=1).save_pretrained(tmp_path)
     with defer_weights():
         model = AutoModelForCausalLM.from_pretrained(tmp_path)
-    with pytest.raises(ModelError, match=r"no \.safetensors files"):
+        model.model.extra = torch.nn.Parameter(torch.empty(2, 2, device="meta"))  # no initialisation at all
+    with pytest.raises(ModelError, match=r"left model\.extra without values.*load_strategy: full"):
         materialize_model(model, "cpu")
 
 

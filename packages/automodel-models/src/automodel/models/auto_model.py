@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from automodel.models.deferred_init import (
 from automodel.models.dtypes import resolve_torch_dtype
 from automodel.models.errors import ModelError
 from automodel.models.liger import apply_liger_kernel, liger_kernel_problem
+from automodel.models.materialize import weights_absent_from_files
 from automodel.models.model_config import (
     CAUSAL_LM,
     IMAGE_TEXT_TO_TEXT,
@@ -262,9 +264,11 @@ def _from_pretrained(
     dtype = resolve_torch_dtype(torch_dtype)
     with load_errors_explained(source, "model"):
         if deferring() and load_strategy != "full":
-            return _pretrained_on_meta(
+            model = _pretrained_on_meta(
                 task, source, dtype, attn_implementation, trust_remote_code, kwargs, load_strategy
             )
+            if model is not None:
+                return model
         try:
             return task.auto_class.from_pretrained(
                 source,
@@ -288,9 +292,14 @@ def _pretrained_on_meta(
     trust_remote_code: bool,
     kwargs: dict[str, Any],
     load_strategy: str,
-) -> PreTrainedModel:
+) -> PreTrainedModel | None:
     """Build the checkpoint's model on the meta device, drawing nothing (as transformers' own loading), and
-    register its safetensors folder (downloaded first for a hub id) for ``materialize_model``."""
+    register its safetensors folder (downloaded first for a hub id) for ``materialize_model``.
+
+    Returns None, after a warning, when the files do not hold every weight under the model's own
+    names (no safetensors, or names transformers converts while loading, as older checkpoints of
+    some model types need): the caller then loads the whole model with transformers.
+    """
     config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
     check_model_task(config, task)
     folder = Path(source) if Path(source).is_dir() else weights_snapshot(source, kwargs)
@@ -298,6 +307,15 @@ def _pretrained_on_meta(
         model = task.auto_class.from_config(
             config, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
         )
+    absent = weights_absent_from_files(model, folder)
+    if absent:
+        warnings.warn(
+            f"{source}: the files do not hold {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} under the "
+            "model's names, so each rank loads the whole model with transformers before sharding "
+            "(model.load_strategy: full)",
+            stacklevel=3,
+        )
+        return None
     if (folder / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(folder)
     model.eval()

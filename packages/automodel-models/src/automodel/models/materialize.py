@@ -306,6 +306,19 @@ def _assign_mapped(
     return sum(index[name].nbytes for name in whole)
 
 
+def weights_absent_from_files(model: torch.nn.Module, folder: Path) -> list[str]:
+    """Return the names of ``model``'s parameters and persistent buffers that ``folder``'s safetensors files do not
+    hold under the same name (every name when there are no safetensors files); tied aliases count as held."""
+    try:
+        index = _file_index(folder)
+    except ModelError:
+        return [name for name, _ in model.named_parameters()]
+    persistent = set(model.state_dict(keep_vars=True))
+    names = [name for name, _ in model.named_parameters()]
+    names += [name for name, _ in model.named_buffers() if name in persistent]
+    return [name for name in names if name not in index]
+
+
 def _file_index(folder: Path) -> dict[str, _FileTensor]:
     """Every tensor of the safetensors files in ``folder``: its file, shape and dtype (from the headers only)."""
     files = sorted(folder.glob("*.safetensors"))

@@ -49,7 +49,14 @@ from automodel.distributed import (
     setup_parallelism,
     unwrap_model,
 )
-from automodel.models import check_processor_matches, load_processor, training_flops_per_token
+from automodel.models import (
+    check_processor_matches,
+    defer_weights,
+    load_processor,
+    materialize_model,
+    pending_weights,
+    training_flops_per_token,
+)
 from automodel.peft import adapter_state_dict
 from automodel.recipes.vlm.adapters import add_adapters, build_peft, save_base_model, write_adapter
 from automodel.recipes.vlm.freezing import FREEZE_KEYS, freeze_modules
@@ -130,13 +137,20 @@ class FinetuneRecipeForVLM(FinetuneLoop):
         self.device = self.parallel.device
         self.seed = set_seed(int(cfg.get("seed", 42)))
         self.processor = build_processor(cfg)
-        self.model = build_section(cfg, "model").to(self.device)
-        with errors_named_by(cfg, "processor" if "processor" in cfg else "model"):
-            check_processor_matches(self.model, self.processor)
-        frozen = freeze_modules(self.model, plain_section(cfg, "freeze_config", FREEZE_KEYS), cfg)
         self.checkpoint = CheckpointSettings.from_options(plain_section(cfg, "checkpoint", CHECKPOINT_KEYS))
-        peft_summary = self._add_adapters()
+        self.peft = build_peft(cfg)
+        self.base_model_path = cfg.model.get("pretrained_model_name_or_path")
+        # Under FSDP2 on several processes the model is built on the meta device and each rank
+        # gets only its shards after sharding (materialize_model).
+        with defer_weights(self._shards_before_weights()):
+            model = build_section(cfg, "model")
+            self.model = model if pending_weights(model) is not None else model.to(self.device)
+            with errors_named_by(cfg, "processor" if "processor" in cfg else "model"):
+                check_processor_matches(self.model, self.processor)
+            frozen = freeze_modules(self.model, plain_section(cfg, "freeze_config", FREEZE_KEYS), cfg)
+            peft_summary = self._add_adapters()
         self.model = self.parallel.parallelize(self.model)
+        self.load_report = materialize_model(unwrap_model(self.model), self.device)
         with errors_named_by(cfg, "compile"):
             section = cfg.get("compile")
             compiled = compile_blocks(
@@ -169,6 +183,8 @@ class FinetuneRecipeForVLM(FinetuneLoop):
             self.progress.message(peft_summary)
         if self.parallel.env.world_size > 1:
             self.progress.message(self.parallel.describe())
+        if self.load_report is not None:
+            self.progress.message(self.load_report.describe())
         if compiled:
             self.progress.message(f"torch.compile: {compiled} blocks (compiled at their first call)")
         if resumed_from is not None:
@@ -189,8 +205,6 @@ class FinetuneRecipeForVLM(FinetuneLoop):
 
         Returns the summary line, or None without ``peft:``.
         """
-        self.peft = build_peft(self.cfg)
-        self.base_model_path = self.cfg.model.get("pretrained_model_name_or_path")
         if self.peft is None:
             return None
         if self.base_model_path is None and self.checkpoint.enabled:
@@ -199,6 +213,16 @@ class FinetuneRecipeForVLM(FinetuneLoop):
                 save_base_model(self.model, self.processor, base)
             self.base_model_path = str(base)
         return add_adapters(self.model, self.peft, self.cfg)
+
+    def _shards_before_weights(self) -> bool:
+        """Whether the model is built on the meta device and sharded before it gets its weights: under FSDP2 on
+        several processes, unless the run writes its base model itself (LoRA on a model built from a config) or
+        uses DoRA (its magnitudes are norms of the base weights)."""
+        parallel, peft = self.parallel, self.peft
+        if parallel.env.world_size == 1 or parallel.config.strategy != "fsdp2":
+            return False
+        writes_base = self.base_model_path is None and self.checkpoint.enabled
+        return peft is None or not (peft.use_dora or writes_base)
 
     def _build_parallelism(self) -> Parallelism:
         section = self.cfg.get("distributed")
