@@ -23,6 +23,7 @@ def run_train_ft(task: str, out: str, sections: dict[str, Any]) -> dict[str, Any
         "rank": recipe.parallel.env.rank,
         "dp_size": recipe.parallel.dp_size,
         "wrapper": type(recipe.model).__name__,
+        "sharded_before_loading": recipe.load_report is not None,
         "losses": {r["step"]: r["loss"] for r in read_jsonl(log)} if log.exists() else None,
     }
 

@@ -97,6 +97,28 @@ def test_lora_under_fsdp2_gives_the_one_process_losses_and_the_same_adapter(task
     assert adapted.peft_config["default"].r == 16
 
 
+def test_lora_on_a_pretrained_base_sharded_before_loading_gives_the_one_process_losses(task, tmp_path):
+    lora = {"_target_": "automodel.peft.LoRAConfig", "dim": 8, "alpha": 16, "match_all_linear": True}
+    base = run_train_ft(str(task), str(tmp_path / "base"), _sections(None, peft=lora))  # writes base_model
+    assert base["sharded_before_loading"] is False
+    model = {
+        "_target_": "automodel.models.AutoModelForCausalLM.from_pretrained",
+        "pretrained_model_name_or_path": str(tmp_path / "base" / "base_model"),
+    }
+    sections = _sections(None, peft=lora, model=model)
+    single = run_train_ft(str(task), str(tmp_path / "one"), sections)
+    two = _on_two_ranks(task, tmp_path / "two", {**sections, "distributed": {"strategy": "fsdp2"}})
+    assert [rank["sharded_before_loading"] for rank in two] == [True, True]
+    for step, loss in single["losses"].items():
+        assert two[0]["losses"][step] == pytest.approx(loss, abs=1e-5), step
+    saved = [
+        load_file(tmp_path / run / f"step_{STEPS:06d}" / "model" / "adapter_model.safetensors")
+        for run in ("one", "two")
+    ]
+    for name, tensor in saved[0].items():
+        torch.testing.assert_close(saved[1][name], tensor, atol=1e-5, rtol=1e-4)
+
+
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint(task, tmp_path):
     sections = _sections({"strategy": "fsdp2"}, step_scheduler=_schedule(max_steps=2000))
     results = run_on_ranks(
