@@ -89,9 +89,7 @@ def build(session: nox.Session) -> None:
     """Build every package's wheel, install each alone (with the workspace wheels it needs) and import it;
     then install only the CLI and the LLM recipes as a user would and run the default job from the example."""
     with tempfile.TemporaryDirectory() as tmp:
-        dist = Path(tmp, "dist")
-        session.run("uv", "build", "--all-packages", "--wheel", "--out-dir", str(dist), silent=True, external=True)
-        wheels = {p.name: next(dist.glob(p.name.replace("-", "_") + "-*.whl")) for p in PACKAGES}
+        wheels = _build_wheels(session, Path(tmp))
         for member in PACKAGES:
             venv = Path(tmp, f"venv-{member.name}")
             session.run("uv", "venv", "--quiet", str(venv), external=True)
@@ -113,9 +111,7 @@ def cpu_install(session: nox.Session) -> None:
     """
     torch_source = tuple(os.environ.get("AUTOMODEL_CPU_TORCH", "--torch-backend cpu").split())
     with tempfile.TemporaryDirectory() as tmp:
-        dist = Path(tmp, "dist")
-        session.run("uv", "build", "--all-packages", "--wheel", "--out-dir", str(dist), silent=True, external=True)
-        wheels = {p.name: next(dist.glob(p.name.replace("-", "_") + "-*.whl")) for p in PACKAGES}
+        wheels = _build_wheels(session, Path(tmp))
         venv = _run_the_default_job_from_wheels(session, Path(tmp), wheels, torch_source)
         python = str(venv / "bin" / "python")
         session.run(python, "-c", "import torch; assert torch.version.cuda is None, torch.__version__", external=True)
@@ -124,6 +120,13 @@ def cpu_install(session: nox.Session) -> None:
         if cuda_wheels:
             session.error(f"the CPU install pulled CUDA wheels: {', '.join(cuda_wheels)}")
         session.log("CPU-only install: torch without CUDA, no nvidia-* wheel, and the default job trained")
+
+
+def _build_wheels(session: nox.Session, tmp: Path) -> dict[str, Path]:
+    """Build every package's wheel into ``tmp/dist``; return each package's wheel by distribution name."""
+    dist = tmp / "dist"
+    session.run("uv", "build", "--all-packages", "--wheel", "--out-dir", str(dist), silent=True, external=True)
+    return {p.name: next(dist.glob(p.name.replace("-", "_") + "-*.whl")) for p in PACKAGES}
 
 
 def _run_the_default_job_from_wheels(

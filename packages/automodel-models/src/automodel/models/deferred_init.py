@@ -153,7 +153,7 @@ class _Deferral(TorchFunctionMode):
     def finish(self) -> None:
         """Give each model built in the block its recorded calls, by parameter name."""
         for model, pending, built_names in self.models:
-            for name, tensor in _named_tensors(model):
+            for name, tensor in named_tensors(model):
                 if built_names.get(id(tensor), name) != name:
                     pending.file_names[name] = built_names[id(tensor)]
             canonical = {id(p): n for n, p in model.named_parameters()}
@@ -260,13 +260,14 @@ def register_deferred(model: torch.nn.Module, strategy: str, weights_dir: Path |
     deferral = _ACTIVE.get()
     if deferral is None:
         raise RuntimeError("register_deferred is called inside defer_weights()")
-    built_names = {id(tensor): name for name, tensor in _named_tensors(model)}
+    built_names = {id(tensor): name for name, tensor in named_tensors(model)}
     pending = PendingWeights(strategy, weights_dir)
     deferral.models.append((model, pending, built_names))
     _PENDING[model] = pending
 
 
-def _named_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+def named_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Return ``(name, tensor)`` for every parameter and buffer of ``model`` (tied parameters once)."""
     return [*model.named_parameters(), *model.named_buffers()]
 
 

@@ -25,10 +25,27 @@ from torch.distributed.checkpoint import DefaultLoadPlanner, HuggingFaceStorageR
 from torch.distributed.checkpoint import load as dcp_load
 from torch.distributed.tensor import DTensor, distribute_tensor
 
-from automodel.models.deferred_init import InitCall, PendingWeights, take_pending_weights
+from automodel.models.deferred_init import InitCall, PendingWeights, named_tensors, take_pending_weights
 from automodel.models.errors import ModelError
 
-_DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_TORCH_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U64": torch.uint64,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
+"""safetensors' dtype names in a file header, as torch dtypes."""
 
 
 @dataclass(frozen=True)
@@ -126,12 +143,12 @@ def _retie(model: torch.nn.Module, aliases: list[tuple[str, str]]) -> None:
 
 def _real_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Copies of the parameters and buffers already off the meta device (``to_empty`` would drop them)."""
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    tensors = dict(named_tensors(model))
     return {name: _local(t).detach().clone() for name, t in tensors.items() if not _local(t).is_meta}
 
 
 def _restore(model: torch.nn.Module, kept: Mapping[str, torch.Tensor]) -> None:
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    tensors = dict(named_tensors(model))
     with torch.no_grad():
         for name, value in kept.items():
             _local(tensors[name]).copy_(value)
@@ -231,8 +248,12 @@ class _FileTensor:
     dtype: str
 
     @property
+    def torch_dtype(self) -> torch.dtype:
+        return _TORCH_DTYPES[self.dtype]
+
+    @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * _DTYPE_SIZES.get(self.dtype, 4)
+        return math.prod(self.shape) * self.torch_dtype.itemsize
 
 
 def _read_files(
@@ -249,17 +270,16 @@ def _read_files(
             loaded.add(name)
     read = _Read(loaded=loaded, bytes_in_files=sum(entry.nbytes for entry in index.values()))
     whole = {name: tensor for name, tensor in targets.items() if _takes_mapped(tensor, index[name])}
-    if whole and not (pending.strategy == "rank0_broadcast" and dist.is_initialized()):
-        read.bytes_read += _assign_mapped(model, pending, whole, index)
+    broadcast = pending.strategy == "rank0_broadcast" and dist.is_initialized()
+    if whole and not broadcast:
+        read.bytes_read += _assign_mapped(model, whole, index)
         targets = {name: tensor for name, tensor in targets.items() if name not in whole}
     if not targets:
         return read
-    if pending.strategy == "rank0_broadcast" and dist.is_initialized():
+    if broadcast:
         read.bytes_read += _broadcast_from_rank0(targets, index)
     else:
-        planner = _CountingPlanner(
-            {name: entry.nbytes / max(1, math.prod(entry.shape)) for name, entry in index.items()}
-        )
+        planner = _CountingPlanner({name: entry.torch_dtype.itemsize for name, entry in index.items()})
         dcp_load(
             {name: t.detach() for name, t in targets.items()},
             storage_reader=HuggingFaceStorageReader(str(pending.weights_dir)),
@@ -275,18 +295,16 @@ def _takes_mapped(tensor: torch.Tensor, entry: _FileTensor) -> bool:
     return (
         not isinstance(tensor, DTensor)
         and tensor.device.type == "cpu"
-        and tensor.dtype == _torch_dtype(entry.dtype)
+        and tensor.dtype == entry.torch_dtype
         and tuple(tensor.shape) == entry.shape
     )
 
 
-def _assign_mapped(
-    model: torch.nn.Module, pending: PendingWeights, whole: Mapping[str, torch.Tensor], index: Mapping[str, _FileTensor]
-) -> int:
+def _assign_mapped(model: torch.nn.Module, whole: Mapping[str, torch.Tensor], index: Mapping[str, _FileTensor]) -> int:
     """Make each of ``whole`` (by file name) the file's memory-mapped tensor, copying nothing (as transformers'
     own loading does; pages are read when first touched, and written ones are private to the process).
     Returns the bytes mapped."""
-    owners = {id(tensor): name for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+    owners = {id(tensor): name for name, tensor in named_tensors(model)}
     by_file: dict[Path, list[str]] = {}
     for file_name in whole:
         by_file.setdefault(index[file_name].file, []).append(file_name)
@@ -366,16 +384,10 @@ def _broadcast_from_rank0(targets: Mapping[str, torch.Tensor], index: Mapping[st
                 full = handles[entry.file].get_tensor(name).to(device)
                 read += entry.nbytes
             else:
-                full = torch.empty(entry.shape, dtype=_torch_dtype(entry.dtype), device=device)
+                full = torch.empty(entry.shape, dtype=entry.torch_dtype, device=device)
             dist.broadcast(full, src=0)
             _copy_full_into(targets[name], full)
     return read
-
-
-def _torch_dtype(safetensors_dtype: str) -> torch.dtype:
-    names = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32"}
-    names |= {"I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
-    return getattr(torch, names[safetensors_dtype])
 
 
 def _check_filled(model: torch.nn.Module, filled: set[str]) -> None:
