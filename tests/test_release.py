@@ -6,27 +6,17 @@ from __future__ import annotations
 import email.parser
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import release
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from package_index import local_index
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "automodel-config"
 PASSWORD = "not-to-be-printed-0451"
-# The fields every package should carry (see the release report); added to the clone where missing.
-CLASSIFIERS = 'classifiers = ["Programming Language :: Python :: 3", "Operating System :: OS Independent"]\n'
-URLS = '\n[project.urls]\nSource = "https://example.invalid/automodel"\n'
 GIT_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -47,33 +37,21 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, env=_env(), check=True, capture_output=True, text=True).stdout
 
 
-def _release(repo: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(repo / "tools" / "release.py"), PACKAGE, *args]
+def _release(repo: Path, *args: str, package: str = PACKAGE, **env: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(repo / "tools" / "release.py"), package, *args]
     return subprocess.run(command, cwd=repo, env=_env(**env), capture_output=True, text=True, timeout=300)
-
-
-def _complete_metadata(pyproject: Path) -> None:
-    """Give the package the classifiers and project URLs the release requires, where it lacks them."""
-    text = pyproject.read_text(encoding="utf-8")
-    project = tomllib.loads(text)["project"]
-    if "classifiers" not in project:
-        text = text.replace("[project]\n", f"[project]\n{CLASSIFIERS}", 1)
-    if "urls" not in project:
-        text += URLS
-    pyproject.write_text(text, encoding="utf-8")
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A clone of the committed repository (no tags) with this tree's tools/ and complete metadata, committed."""
+    """A clone of the committed repository (no tags) with this tree's tools/, committed."""
     clone = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", "--no-tags", str(ROOT), str(clone)], env=_env(), check=True)
     for name in ("release.py", "workspace.py"):
         shutil.copy(ROOT / "tools" / name, clone / "tools" / name)
-    _complete_metadata(clone / "packages" / PACKAGE / "pyproject.toml")
     if _git(clone, "status", "--porcelain"):
         _git(clone, "add", "--all")
-        _git(clone, "commit", "-qm", "test: this tree's tools/, complete package metadata")
+        _git(clone, "commit", "-qm", "test: this tree's tools/")
     return clone
 
 
@@ -159,54 +137,33 @@ def test_metadata_gaps_names_each_missing_field():
         "Description-Content-Type: text/markdown\n\n# x\n"
     )
     assert release.metadata_gaps(full, "# x\n") == []
+    assert release.metadata_gaps(bare, "# x\n", needs_urls=False)[-1] == "no Classifier (classifiers)"
     assert release.metadata_gaps(full, "# y\n") == ["the long description is not the package's README.md"]
 
 
-def test_a_wheel_that_force_includes_files_from_outside_ships_without_sdist(tmp_path):
-    pyproject = '[tool.hatch.build.targets.wheel.force-include]\n"../../examples" = "automodel/examples/files"\n'
-    (tmp_path / "pyproject.toml").write_text(pyproject)
-    reason = release.wheel_only_reason(release.Release("x", tmp_path, release.Version("1.0")))
-    assert "../../examples" in reason
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
-    assert release.wheel_only_reason(release.Release("x", tmp_path, release.Version("1.0"))) is None
+def test_the_public_index_refuses_a_package_without_project_urls_and_others_warn(repo):
+    stderr = _refusal(_release(repo, "--dry-run", "--index-url", "https://upload.pypi.org/legacy/"))
+    assert "no Project-URL ([project.urls])" in stderr
+    assert str(Path("packages", PACKAGE, "pyproject.toml")) in stderr
+    done = _release(repo, "--dry-run", "--index-url", "http://127.0.0.1:9/")
+    assert done.returncode == 0, done.stderr
+    assert "has no [project.urls]" in done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "pypi-server exited"
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"pypi-server did not answer at {url}")
+def test_the_examples_sdist_carries_the_examples_and_builds_the_wheel(repo):
+    done = _release(repo, "--dry-run", "--index-url", "http://127.0.0.1:9/", package="automodel-examples")
+    assert done.returncode == 0, done.stderr
+    version = release.find_release("automodel-examples", repo).version
+    assert f"automodel_examples-{version}.tar.gz  (" in done.stdout
+    assert f"automodel_examples-{version}-py3-none-any.whl  (" in done.stdout
 
 
 @pytest.fixture
 def pypiserver(tmp_path: Path):
     """A local pypiserver accepting unauthenticated uploads: yields (upload URL, its package folder)."""
-    venv, packages = tmp_path / "pypiserver-venv", tmp_path / "served"
-    packages.mkdir()
-    subprocess.run(["uv", "venv", "--quiet", str(venv)], check=True)
-    subprocess.run(["uv", "pip", "install", "--quiet", "--python", str(venv), "pypiserver"], check=True)
-    port = _free_port()
-    command = [str(venv / "bin" / "pypi-server"), "run", "-i", "127.0.0.1", "-p", str(port)]
-    command += ["-a", ".", "-P", ".", "--disable-fallback", str(packages)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_until_up(url, server)
-        yield url, packages
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    served = tmp_path / "served"
+    with local_index(served) as url:
+        yield url, served
 
 
 def test_a_release_uploads_sdist_and_wheel_tags_and_installs_from_the_index(repo, pypiserver, tmp_path):

@@ -44,8 +44,11 @@ INDEX_ENV = "AUTOMODEL_RELEASE_INDEX_URL"
 REQUIRED_FIELDS = {
     "Requires-Python": "requires-python",
     "Classifier": "classifiers",
-    "Project-URL": "[project.urls]",
 }
+# Project URLs point at the public repository, which a package index's page links to. The packages
+# carry none until that repository has an address: an upload to these hosts refuses without them,
+# any other index (a company's, a test's) gets a warning.
+PUBLIC_INDEX_HOSTS = ("upload.pypi.org", "test.pypi.org", "pypi.org")
 
 
 class ReleaseError(Exception):
@@ -167,28 +170,12 @@ def shown(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
-def wheel_only_reason(release: Release) -> str | None:
-    """Return why ``release`` cannot ship an sdist, or None when it can.
+def build(release: Release, out_dir: Path) -> list[Path]:
+    """Build ``release``'s sdist, then its wheel from that sdist, into ``out_dir``; return the files built.
 
-    A hatchling wheel that force-includes files from outside the package folder (automodel-examples
-    takes ../../examples) cannot be built from its sdist: the sdist does not carry them.
+    Building the wheel from the sdist proves the sdist is complete (a user's pip builds from it).
     """
-    data = tomllib.loads((release.path / "pyproject.toml").read_text(encoding="utf-8"))
-    wheel = data.get("tool", {}).get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {})
-    outside = sorted(source for source in wheel.get("force-include", {}) if source.startswith(".."))
-    if not outside:
-        return None
-    return (
-        f"its wheel force-includes {', '.join(outside)} from outside the package folder, which an sdist "
-        "does not carry, so an sdist would lack those files and no wheel could be built from it"
-    )
-
-
-def build(release: Release, out_dir: Path, sdist: bool) -> list[Path]:
-    """Build ``release``'s wheel (and its sdist when ``sdist``) into ``out_dir``; return the files built."""
     command = ["uv", "build", "--package", release.name, "--out-dir", str(out_dir), "--no-progress"]
-    if not sdist:
-        command.append("--wheel")
     done = subprocess.run(command, cwd=release.path, capture_output=True, text=True)
     if done.returncode != 0:
         raise ReleaseError(f"`{' '.join(command)}` failed:\n{done.stderr.strip()}", code=1)
@@ -208,11 +195,11 @@ def read_metadata(path: Path) -> Message:
     return email.parser.Parser().parsestr(text)
 
 
-def metadata_gaps(metadata: Message, readme: str) -> list[str]:
+def metadata_gaps(metadata: Message, readme: str, needs_urls: bool = True) -> list[str]:
     """Return what a package index would miss in ``metadata`` (empty when nothing is missing).
 
-    Checks: the README as a markdown long description, a license, requires-python, project URLs
-    and classifiers.
+    Checks: the README as a markdown long description, a license, requires-python, classifiers
+    and, when ``needs_urls``, project URLs.
     """
     gaps = []
     content_type = metadata.get("Description-Content-Type", "")
@@ -226,13 +213,32 @@ def metadata_gaps(metadata: Message, readme: str) -> list[str]:
     if not (metadata.get("License-Expression") or metadata.get("License")):
         gaps.append("no license (license)")
     gaps += [f"no {key} ({field})" for key, field in REQUIRED_FIELDS.items() if not metadata.get_all(key)]
+    if needs_urls and not metadata.get_all("Project-URL"):
+        gaps.append("no Project-URL ([project.urls])")
     return gaps
 
 
-def check_metadata(release: Release, files: list[Path]) -> None:
-    """Refuse built files whose metadata misses a field (see metadata_gaps) or fails ``twine check --strict``."""
+def is_public_index(url: str | None) -> bool:
+    """Return whether ``url`` uploads to the public PyPI or TestPyPI (None, a dry run's missing index: no)."""
+    return url is not None and urllib.parse.urlsplit(url).hostname in PUBLIC_INDEX_HOSTS
+
+
+def check_metadata(release: Release, files: list[Path], url: str | None) -> None:
+    """Refuse built files whose metadata misses a field (see metadata_gaps) or fails ``twine check --strict``.
+
+    Missing project URLs refuse only an upload to the public index (``is_public_index(url)``); otherwise
+    they are a warning on stderr.
+    """
     readme = (release.path / "README.md").read_text(encoding="utf-8")
-    gaps = {path.name: metadata_gaps(read_metadata(path), readme) for path in files}
+    metadata = {path.name: read_metadata(path) for path in files}
+    public = is_public_index(url)
+    if not public and any(not m.get_all("Project-URL") for m in metadata.values()):
+        print(
+            f"release: warning: {release.name} has no [project.urls]; fine for {shown(url) if url else 'a dry run'}, "
+            "but an upload to the public PyPI refuses without them.",
+            file=sys.stderr,
+        )
+    gaps = {name: metadata_gaps(m, readme, needs_urls=public) for name, m in metadata.items()}
     problems = [f"{name}: {'; '.join(missing)}" for name, missing in gaps.items() if missing]
     if problems:
         pyproject = release.path / "pyproject.toml"
@@ -247,12 +253,10 @@ def check_metadata(release: Release, files: list[Path]) -> None:
             raise ReleaseError(f"`twine check --strict` refused the built files:\n{done.stdout.strip()}")
 
 
-def describe(release: Release, files: list[Path], url: str | None, wheel_only: str | None) -> str:
+def describe(release: Release, files: list[Path], url: str | None) -> str:
     """Return the lines saying what would be published: the files and sizes, the index and the tag."""
     lines = [f"{release.name} {release.version}: files to upload"]
     lines += [f"  {path.name}  ({path.stat().st_size:,} bytes)" for path in files]
-    if wheel_only:
-        lines.append(f"  (no sdist: {wheel_only})")
     lines.append(f"index: {shown(url) if url else f'none given (a real release needs --index-url or ${INDEX_ENV})'}")
     lines.append(f"tag: {release.tag} (annotated, message from CHANGELOG.md ## {release.version})")
     return "\n".join(lines)
@@ -297,11 +301,10 @@ def release_package(args: argparse.Namespace, root: Path) -> None:
     check_clean_tree(root, args.allow_dirty)
     if not args.dry_run:
         check_can_tag(root)
-    wheel_only = wheel_only_reason(release)
     with tempfile.TemporaryDirectory(prefix=f"release-{release.name}-") as tmp:
-        files = build(release, Path(tmp), sdist=wheel_only is None)
-        check_metadata(release, files)
-        print(describe(release, files, url, wheel_only))
+        files = build(release, Path(tmp))
+        check_metadata(release, files, url)
+        print(describe(release, files, url))
         if args.dry_run:
             print("Dry run: nothing was uploaded and no tag was created.")
             return
