@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 import urllib.parse
 import zipfile
 from dataclasses import dataclass
@@ -34,11 +35,6 @@ from pathlib import Path
 
 import workspace
 from packaging.version import InvalidVersion, Version
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 INDEX_ENV = "AUTOMODEL_RELEASE_INDEX_URL"
 REQUIRED_FIELDS = {

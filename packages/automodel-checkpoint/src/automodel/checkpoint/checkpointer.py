@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -523,7 +523,7 @@ def _check_name(name: str, what: str, well_formed: bool) -> None:
 
 
 def _train_state_json(step: int, train_state: Mapping[str, Any]) -> str:
-    record = {**train_state, "step": step, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = {**train_state, "step": step, "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
         return json.dumps(record, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:

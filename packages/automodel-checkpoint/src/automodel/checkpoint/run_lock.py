@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from automodel.checkpoint.errors import CheckpointError
@@ -162,4 +162,4 @@ def _in_use(folder: Path, holder: dict, orphaned: bool) -> CheckpointError:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
