@@ -213,6 +213,16 @@ def test_automodel_config_installs_with_pyyaml_alone(published, tmp_path):
     assert _run([str(python), "-c", script, str(tmp_path / "run.yaml")]).stdout.strip() == "4"
 
 
+def test_automodel_cli_alone_brings_the_command_and_the_examples_without_torch(published):
+    python, installed = _install(published, "cli-alone", "automodel-cli")
+    automodel = {"automodel-cli", "automodel-config", "automodel-examples"}
+    _check_pulled_only_declared(installed, {"automodel-cli"}, automodel)
+    assert "torch" not in installed
+    command = str(python.parent / "automodel")
+    assert "llm_finetune/tiny_sft" in _run([command, "example", "list"]).stdout
+    assert "automodel-cli" in _run([command, "--version"]).stdout
+
+
 def test_automodel_peft_adapts_a_plain_transformers_model_that_peft_then_loads(published, tmp_path):
     python, installed = _install(published, "peft", "automodel-peft", "transformers")
     _check_pulled_only_declared(installed, {"automodel-peft", "transformers"}, {"automodel-peft"})
