@@ -54,7 +54,7 @@ from automodel.models.tiny_vlm import build_tiny_vlm
 from automodel.models.tokenizer_loading import load_tokenizer
 from automodel.models.tokenizer_training import build_tokenizer
 
-__version__ = "0.8.0"
+__version__ = "0.8.1"
 
 __all__ = [
     "CHATML_TEMPLATE",
