@@ -1,8 +1,10 @@
-"""A local pypiserver for the release tests: a real PyPI-compatible index on a free loopback port."""
+"""For the release tests: a local pypiserver (a real PyPI-compatible index on a free loopback port) and the
+git settings a release from a throwaway clone needs."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -11,6 +13,16 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+# git for a release from a throwaway clone: no user or system config, an identity to tag with.
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Release Test",
+    "GIT_AUTHOR_EMAIL": "release-test@example.invalid",
+    "GIT_COMMITTER_NAME": "Release Test",
+    "GIT_COMMITTER_EMAIL": "release-test@example.invalid",
+}
 
 
 def _free_port() -> int:

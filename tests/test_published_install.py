@@ -19,20 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 import workspace
-from package_index import local_index
+from package_index import GIT_ENV, local_index
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "published-install-not-printed-7731"
-GIT_ENV = {
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Release Test",
-    "GIT_AUTHOR_EMAIL": "release-test@example.invalid",
-    "GIT_COMMITTER_NAME": "Release Test",
-    "GIT_COMMITTER_EMAIL": "release-test@example.invalid",
-}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 # What each automodel distribution requires (without extras), by name. The installs below must

@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 import release
-from package_index import local_index
+from package_index import GIT_ENV, local_index
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "automodel-config"
 PASSWORD = "not-to-be-printed-0451"
-GIT_ENV = {
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Release Test",
-    "GIT_AUTHOR_EMAIL": "release-test@example.invalid",
-    "GIT_COMMITTER_NAME": "Release Test",
-    "GIT_COMMITTER_EMAIL": "release-test@example.invalid",
-}
 UNSET = (release.INDEX_ENV, "UV_PUBLISH_URL", "UV_PUBLISH_USERNAME", "UV_PUBLISH_PASSWORD", "UV_PUBLISH_TOKEN")
 
 
