@@ -130,7 +130,8 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    """Every workspace package released from a clean clone to a local pypiserver: yields (index URL, work dir)."""
+    """Every workspace package released from a clean clone to a local pypiserver: yields (index URL, work dir,
+    the uv.lock constraints file for third-party versions)."""
     work = tmp_path_factory.mktemp("published")
     clone = work / "repo"
     _run(["git", "clone", "-q", "--no-tags", str(ROOT), str(clone)], env=_env())
