@@ -16,7 +16,7 @@ dependencies = ["torch>=2.6,<3", "safetensors[torch]>=0.8", "pyyaml>=6"]
 hub = ["huggingface-hub"]
 
 [dependency-groups]
-test = ["pytest>=8", "transformers>=5.24.1"]
+test = ["pytest>=8", "transformers>=5.24.1", "peft>=0.21"]
 
 [tool.uv.build-backend]
 module-name = "automodel.demo"
@@ -59,6 +59,7 @@ def test_a_floor_below_the_lock_a_missing_one_and_one_above_it_are_found_then_fi
     assert "huggingface-hub: no lower bound, but uv.lock tests 2.4.0; the floor is >=2.4" in out
     assert "transformers>=5.24.1: >=5.24.1, but uv.lock tests 5.24.0" in out
     assert "safetensors" not in out  # at the locked minor already
+    assert "peft>=0.21: uv.lock pins no version; run uv lock" in out
 
     assert tested_floors.main(["--fix"], root=tmp_path) == 0
     text = pyproject.read_text()
@@ -66,4 +67,8 @@ def test_a_floor_below_the_lock_a_missing_one_and_one_above_it_are_found_then_fi
     assert '"huggingface-hub>=2.4"' in text
     assert '"transformers>=5.24"' in text
     assert '"safetensors[torch]>=0.8"' in text and '"pyyaml>=6"' in text
-    assert tested_floors.main(["--check"], root=tmp_path) == 0
+    assert '"peft>=0.21"' in text  # left for uv lock to pin
+    capsys.readouterr()
+    assert tested_floors.main(["--check"], root=tmp_path) == 1
+    left = capsys.readouterr().out.splitlines()
+    assert left == ["packages/automodel-demo/pyproject.toml: peft>=0.21: uv.lock pins no version; run uv lock"]

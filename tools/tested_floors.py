@@ -87,7 +87,8 @@ def check(root: Path) -> list[str]:
     lines = []
     for pyproject in pyprojects(root):
         for requirement in requirements_in(pyproject.read_text(encoding="utf-8")):
-            found = problem(requirement, locked[canonicalize_name(requirement.name)])
+            pinned = locked.get(canonicalize_name(requirement.name))
+            found = problem(requirement, pinned) if pinned else f"{requirement}: uv.lock pins no version; run uv lock"
             if found:
                 lines.append(f"{pyproject.relative_to(root)}: {found}")
     return lines
@@ -114,7 +115,7 @@ def fix(root: Path) -> list[Path]:
             except InvalidRequirement:
                 return match.group(0)
             name = canonicalize_name(requirement.name)
-            if name not in TESTED or problem(requirement, locked[name]) is None:
+            if name not in locked or problem(requirement, locked[name]) is None:
                 return match.group(0)
             return f'"{with_floor(requirement, tested_floor(locked[name]))}"'
 
