@@ -24,6 +24,16 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "release-test@example.invalid",
 }
 
+# What a release reads from the environment to find its index and credentials: each test gives its own.
+RELEASE_SETTINGS = ("AUTOMODEL_RELEASE_", "UV_PUBLISH_")
+
+
+def release_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any release index or upload credentials, with ``GIT_ENV``
+    and ``extra`` on top: what a release from a throwaway clone runs with."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(RELEASE_SETTINGS)}
+    return {**kept, **GIT_ENV, **extra}
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -11,7 +11,6 @@ automodel-config), fails the test until this list and the package's README say s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import workspace
-from package_index import GIT_ENV, local_index
+from package_index import local_index, release_env
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -117,11 +116,6 @@ print(json.dumps({"step": step, "same_weights": same, "resumed_equal": resumed, 
 """
 
 
-def _env(**extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("UV_PUBLISH_", "AUTOMODEL_RELEASE_"))}
-    return {**keep, **GIT_ENV, **extra}
-
-
 def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, **kwargs)
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
@@ -134,14 +128,15 @@ def published(tmp_path_factory):
     the uv.lock constraints file for third-party versions)."""
     work = tmp_path_factory.mktemp("published")
     clone = work / "repo"
-    _run(["git", "clone", "-q", "--no-tags", str(ROOT), str(clone)], env=_env())
+    _run(["git", "clone", "-q", "--no-tags", str(ROOT), str(clone)], env=release_env())
     constraints = work / "constraints.txt"
     export = ["uv", "export", "--frozen", "--no-hashes", "--no-emit-workspace", "--all-packages"]
     _run([*export, "--no-default-groups", "--no-header", "--no-annotate", "-o", str(constraints)], cwd=ROOT)
     with local_index(work / "served") as url:
         for member in workspace.discover(clone):
             release = [sys.executable, str(clone / "tools" / "release.py"), member.name, "--index-url", url]
-            done = _run(release, cwd=clone, env=_env(UV_PUBLISH_USERNAME="release", UV_PUBLISH_PASSWORD=PASSWORD))
+            credentials = release_env(UV_PUBLISH_USERNAME="release", UV_PUBLISH_PASSWORD=PASSWORD)
+            done = _run(release, cwd=clone, env=credentials)
             assert PASSWORD not in done.stdout + done.stderr
             assert f"tagged {member.name}-v" in done.stdout
         yield url, work, constraints
@@ -220,7 +215,8 @@ def test_automodel_peft_adapts_a_plain_transformers_model_that_peft_then_loads(p
     python, installed = _install(published, "peft", "automodel-peft", "transformers")
     _check_pulled_only_declared(installed, {"automodel-peft", "transformers"}, {"automodel-peft"})
     base, adapter = tmp_path / "base", tmp_path / "adapter"
-    result = json.loads(_run([str(python), "-c", PEFT_README, str(base), str(adapter)], env=_env(**OFFLINE)).stdout)
+    script = [str(python), "-c", PEFT_README, str(base), str(adapter)]
+    result = json.loads(_run(script, env=release_env(**OFFLINE)).stdout)
     assert result["losses"][-1] < 0.96 * result["losses"][0]  # LoRA on a frozen random base learns slowly
     assert result["trainable"] > 0
 
@@ -253,7 +249,7 @@ def test_automodel_cli_and_recipes_llm_run_the_tiny_default_from_the_shipped_exa
     _run([command, "example", "copy", "tiny_sft", str(tmp_path)])
     config = "examples/llm_finetune/tiny_sft.yaml"
     run = [command, "finetune", "llm", "-c", config, "--checkpoint.dir", str(tmp_path / "run")]
-    done = _run(run, cwd=tmp_path, env=_env(**OFFLINE))
+    done = _run(run, cwd=tmp_path, env=release_env(**OFFLINE))
     assert "Traceback" not in done.stderr
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "training.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.5 * losses[0]

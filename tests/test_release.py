@@ -4,7 +4,6 @@ refuse a release, a dry run, and a real upload to a local pypiserver followed by
 from __future__ import annotations
 
 import email.parser
-import os
 import shutil
 import subprocess
 import sys
@@ -12,33 +11,28 @@ from pathlib import Path
 
 import pytest
 import release
-from package_index import GIT_ENV, local_index
+from package_index import local_index, release_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "automodel-config"
 PASSWORD = "not-to-be-printed-0451"
-UNSET = (release.INDEX_ENV, "UV_PUBLISH_URL", "UV_PUBLISH_USERNAME", "UV_PUBLISH_PASSWORD", "UV_PUBLISH_TOKEN")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in UNSET}
-    return {**env, **GIT_ENV, **extra}
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, env=_env(), check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(["git", *args], cwd=repo, env=release_env(), check=True, capture_output=True, text=True)
+    return done.stdout
 
 
 def _release(repo: Path, *args: str, package: str = PACKAGE, **env: str) -> subprocess.CompletedProcess:
     command = [sys.executable, str(repo / "tools" / "release.py"), package, *args]
-    return subprocess.run(command, cwd=repo, env=_env(**env), capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=repo, env=release_env(**env), capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A clone of the committed repository (no tags) with this tree's tools/, committed."""
     clone = tmp_path / "repo"
-    subprocess.run(["git", "clone", "-q", "--no-tags", str(ROOT), str(clone)], env=_env(), check=True)
+    subprocess.run(["git", "clone", "-q", "--no-tags", str(ROOT), str(clone)], env=release_env(), check=True)
     for name in ("release.py", "workspace.py"):
         shutil.copy(ROOT / "tools" / name, clone / "tools" / name)
     if _git(clone, "status", "--porcelain"):
@@ -105,7 +99,7 @@ def test_an_unknown_package_and_a_missing_index_refuse(repo):
     done = subprocess.run(
         [sys.executable, str(repo / "tools" / "release.py"), "automodel-nope", "--dry-run"],
         cwd=repo,
-        env=_env(),
+        env=release_env(),
         capture_output=True,
         text=True,
     )

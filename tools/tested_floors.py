@@ -20,6 +20,7 @@ import tomllib
 from pathlib import Path
 
 import workspace
+from bounds import lower_bound
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -49,11 +50,6 @@ def pyprojects(root: Path) -> list[Path]:
     return [root / "pyproject.toml", *(p.path / "pyproject.toml" for p in workspace.discover(root))]
 
 
-def floor_of(requirement: Requirement) -> Version | None:
-    """Return the version of ``requirement``'s ``>=`` clause, or None when it has none."""
-    return next((Version(s.version) for s in requirement.specifier if s.operator == ">="), None)
-
-
 def tested_floor(locked: Version) -> Version:
     """Return ``X.Y`` for the locked version ``X.Y.Z``."""
     return Version(".".join(map(str, locked.release[:2])))
@@ -74,7 +70,7 @@ def requirements_in(text: str) -> list[Requirement]:
 
 def problem(requirement: Requirement, locked: Version) -> str | None:
     """Return why ``requirement``'s floor is not the locked minor ``locked`` allows, or None when it is."""
-    floor = floor_of(requirement)
+    floor = lower_bound(requirement)
     if floor is not None and floor.release[:2] == locked.release[:2] and floor <= locked:
         return None
     stated = f">={floor}" if floor is not None else "no lower bound"
